@@ -315,6 +315,34 @@ def test_a_delivery_sent_after_a_failed_attempt_shows_the_answer_that_went_throu
         )
 
 
+def test_a_retry_after_longer_than_the_longest_pause_holds_the_message_the_longest_pause(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+) -> None:
+    receiver.default = Answer(status=429, headers={"retry-after": "86400"})  # a day: as the local worker, 10 min
+    detector(aws, lake).run(NOW_MS)
+    from loglake.aws.detections import router_from_environment
+
+    router = router_from_environment(aws["env"])
+    hidden: list[int] = []
+    sqs = router.sqs
+
+    class Watched:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqs, name)
+
+        def change_message_visibility(self, **args: Any) -> Any:
+            hidden.append(args["VisibilityTimeout"])
+            return sqs.change_message_visibility(**args)
+
+    router.sqs = Watched()
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    (hook,) = [r for r in messages(aws["queue"]) if _destination(store, r) == "hook"][:1]
+    assert router.handle({"Records": [hook]})["batchItemFailures"]
+    assert hidden == [600]
+
+
 def test_each_alert_is_published_to_the_topic_of_its_level(aws, lake) -> None:  # noqa: F811
     detector(aws, lake).run(NOW_MS)
     route(aws["queue"])

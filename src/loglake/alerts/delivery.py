@@ -295,10 +295,7 @@ class AlertDelivery:
         now_ms = self._now_ms()
         retry_at = None
         if failure.retryable and row.attempts + 1 < config.attempts:
-            # A Retry-After is a floor up to the longest pause: a receiver asking for a day (or 10**20 s, past what
-            # the outbox can even record) would hold its alert, and every later event of its key, that long.
-            asked = None if failure.retry_after is None else min(failure.retry_after, self.backoff.cap)
-            retry_at = now_ms + int(self.backoff.pause(row.attempts, asked) * 1000)
+            retry_at = now_ms + int(retry_pause(self.backoff, row.attempts, failure) * 1000)
         state = self.outbox.failed(row, now_ms, error, failure.status, retry_at)
         counts.failed_attempts += 1
         if state == "dead":
@@ -328,6 +325,14 @@ class AlertDelivery:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def retry_pause(backoff: Backoff, attempts: int, failure: DeliveryFailed) -> float:
+    """Seconds until the next attempt after `attempts` failed ones, the last `failure`. Its Retry-After is a floor up
+    to the longest pause: a receiver asking for a day (or 10**20 s, past what the outbox, or SQS, can even record)
+    would hold its alert, and every later event of its key, that long."""
+    asked = None if failure.retry_after is None else min(failure.retry_after, backoff.cap)
+    return backoff.pause(attempts, asked)
 
 
 def send_claimed(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
-from loglake.alerts.delivery import BACKOFF, say_failed, send_claimed
+from loglake.alerts.delivery import BACKOFF, retry_pause, say_failed, send_claimed
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document, json_body
 from loglake.alerts.dynamodb import DynamoDBDetections, Targets
 from loglake.alerts.dynamodb_outbox import ClaimRefused
@@ -187,7 +187,7 @@ class Router:
             limit = TOPIC_ATTEMPTS if name == SEVERITY_TOPICS else (config.attempts if config else 1)
             dead = not failure.retryable or claimed.row.attempts + 1 >= limit
             self.store.failed(claimed.row, token, self._now_ms(), str(failure), failure.status, dead)
-            pause = None if dead else self.backoff.pause(claimed.row.attempts, failure.retry_after)
+            pause = None if dead else retry_pause(self.backoff, claimed.row.attempts, failure)
             say_failed(claimed.row, str(failure), limit, pause)  # (in the function's log)
             if pause is None:
                 self.sqs.send_message(
