@@ -158,6 +158,11 @@ def test_an_unknown_or_ambiguous_id_points_to_the_command_that_lists_them(
     rule = remote(server, reader, "list", "--rule", "5eaf2")
     assert rule.exit_code == 1 and "GET /rules" not in rule.stderr
     assert "no rule with id '5eaf2' is loaded; `loglake rules list` on the server's machine lists them" in rule.stderr
+    delivery = remote(server, key(server, "read,alerts"), "retry", "3f0c2a57")
+    assert delivery.exit_code == 1 and "GET /alerts/deliveries" not in delivery.stderr
+    assert "no delivery with id '3f0c2a57'; `loglake alerts deliveries --state dead` lists the dead ones" in (
+        delivery.stderr
+    )
 
 
 def _keys(server: ServerProcess) -> list[dict]:

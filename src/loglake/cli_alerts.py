@@ -303,6 +303,9 @@ _LIST_OPTIONS = {"q": "--query"} | {
 _LISTED_BY = {
     "GET /alerts lists them": "`loglake alerts list` lists them",
     "GET /rules lists them": "`loglake rules list` on the server's machine lists them",
+    "GET /alerts/deliveries?state=dead lists the dead ones": (
+        "`loglake alerts deliveries --state dead` lists the dead ones"
+    ),
 }
 
 
