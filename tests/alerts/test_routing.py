@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from loglake.alerts.destinations.base import DestinationConfig
-from loglake.alerts.routing import Routing, RoutingFile, load_routing
+from loglake.alerts.routing import EMPTY_SETTLES_NS, Routing, RoutingFile, load_routing
 from tests.alerts.conftest import write_alerting
 
 ISSUE_EXAMPLE = """
@@ -247,6 +248,20 @@ def test_the_file_is_read_again_when_it_changes_and_a_bad_edit_keeps_the_last_go
     assert watched.current() is second
     assert [p.field for p in watched.problems] == ["destinations.b.url"]  # (its url missing)
     path.unlink()
+    assert watched.current() is not None and watched.current().destinations == {}
+
+
+def test_an_empty_file_just_written_is_taken_for_one_being_written(rules_dir):
+    """An editor (or `cat >`) truncates alerting.yml, then writes it: read in between, it routed nothing, and every
+    delivery waiting for a destination was dead-lettered. Empty for a while, it is read as it is."""
+    watched = RoutingFile(rules_dir)
+    path = write_alerting(rules_dir, 'destinations: {a: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [a]}]')
+    first = watched.current()
+    assert first is not None and list(first.destinations) == ["a"]
+    path.write_text("")
+    assert watched.current() is first
+    settled = time.time_ns() - EMPTY_SETTLES_NS - 1
+    os.utime(path, ns=(settled, settled))
     assert watched.current() is not None and watched.current().destinations == {}
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import fnmatch
 import os
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -283,8 +284,14 @@ def _problem(file: str, text: str) -> Problem:
     return Problem(file, "" if where == ROOT else where, message)
 
 
+# An empty alerting.yml changed this recently is taken for one being written (an editor or `cat >` truncates the file,
+# then writes it): read then, it routed nothing, and every delivery waiting for a destination was dead-lettered.
+EMPTY_SETTLES_NS = 2_000_000_000
+
+
 class RoutingFile:
-    """alerting.yml as it is now: read again whenever its size, time or inode changes."""
+    """alerting.yml as it is now: read again whenever its size, time or inode changes (an empty one once it has
+    stayed so for EMPTY_SETTLES_NS)."""
 
     def __init__(self, rules_dir: Path) -> None:
         self.path = Path(rules_dir) / ROUTING_FILE
@@ -323,7 +330,7 @@ class RoutingFile:
             self._stamp, self._good, self.problems = None, NO_ROUTING, []
             return NO_ROUTING
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if stamp != self._stamp:
+        if stamp != self._stamp and not (self._good is not None and _being_written(stat)):
             self._stamp = stamp
             loaded = load_routing(self.path)
             if isinstance(loaded, Routing):
@@ -331,3 +338,8 @@ class RoutingFile:
             else:
                 self.problems = loaded
         return self._good
+
+
+def _being_written(stat: os.stat_result) -> bool:
+    """Whether alerting.yml is empty and changed within EMPTY_SETTLES_NS (see there)."""
+    return stat.st_size == 0 and time.time_ns() - stat.st_mtime_ns < EMPTY_SETTLES_NS
