@@ -139,8 +139,11 @@ def test_the_dead_letter_queue_has_an_alarm_to_the_alarm_topic(template) -> None
     (dead,) = [a for a in alarms if a["AlarmName"].endswith("-DeadDeliveries")]
     assert dead["MetricName"] == "ApproximateNumberOfMessagesVisible" and dead["Threshold"] == 0
     assert len(dead["AlarmActions"]) == 1
-    errors = [a for a in alarms if a.get("MetricName") == "Errors"]
+    errors = [a for a in alarms if a.get("MetricName") == "Errors" and not a["AlarmName"].endswith("Failing")]
     assert len(errors) == 11  # the stack's nine functions and these two
+    # the detection function's runs failing one after another: errors in two of its intervals in a row
+    (failing,) = [a for a in alarms if a["AlarmName"].endswith("DetectFunctionFailing")]
+    assert failing["Period"] == 600 and failing["EvaluationPeriods"] == 2 and failing["Threshold"] == 0
 
 
 def test_each_function_may_use_only_what_it_needs(template) -> None:

@@ -382,7 +382,11 @@ def test_glue_tables_with_projection_a_crawler_and_an_athena_workgroup(template)
 
 def test_alarms_go_to_one_topic_with_the_documented_thresholds(template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
-    by_metric = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")): a["Properties"] for a in alarms}
+    by_metric = {
+        (a["Properties"].get("Namespace"), a["Properties"].get("MetricName")): a["Properties"]
+        for a in alarms
+        if not a["Properties"]["AlarmName"].endswith("Failing")
+    }  # (a scheduled function's: by its interval)
     expected = {
         ("AWS/Lambda", "Errors"): 5,
         ("AWS/Lambda", "Duration"): 5000,
@@ -521,6 +525,28 @@ def test_compaction_runs_every_hour(template) -> None:
     assert any(r.get("ScheduleExpression") == "rate(1 hour)" for r in rules)
 
 
+def test_a_scheduled_function_failing_run_after_run_alarms(template) -> None:
+    """A scheduled run fails three times at most (Lambda's two retries): errors > 5 in 5 minutes never fired for a
+    compaction or retention that failed at every run."""
+    functions = template.find_resources("AWS::Lambda::Function")
+    handler_of = {k: f["Properties"].get("Handler") for k, f in functions.items()}
+    alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
+    failing = {
+        handler_of[d["Value"]["Ref"]]: a
+        for a in alarms
+        if a["AlarmName"].endswith("Failing")
+        for d in a["Dimensions"]
+        if d["Name"] == "FunctionName"
+    }
+    assert set(failing) == {"loglake.aws.handlers.compact", "loglake.aws.handlers.retention"}
+    compact, retention = failing["loglake.aws.handlers.compact"], failing["loglake.aws.handlers.retention"]
+    assert (compact["Period"], retention["Period"]) == (3600, 86400)  # a run each
+    for alarm in failing.values():
+        assert alarm["MetricName"] == "Errors" and alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["EvaluationPeriods"] == 2
+        assert len(alarm["AlarmActions"]) == 1
+
+
 def test_every_function_runs_on_the_dependencies_layer_and_alarms_on_errors(template) -> None:
     functions = template.find_resources("AWS::Lambda::Function")
     loglake_functions = {
@@ -533,7 +559,7 @@ def test_every_function_runs_on_the_dependencies_layer_and_alarms_on_errors(temp
     layer = template.find_resources("AWS::Lambda::LayerVersion")[layer_id]["Properties"]
     assert layer["CompatibleArchitectures"] == ["arm64"] and layer["CompatibleRuntimes"] == ["python3.12"]
     alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
-    errors = [a for a in alarms if a.get("MetricName") == "Errors"]
+    errors = [a for a in alarms if a.get("MetricName") == "Errors" and not a["AlarmName"].endswith("Failing")]
     assert len(errors) == len(loglake_functions) and {a["Threshold"] for a in errors} == {5}
     assert {a["Period"] for a in errors} == {300} and all(a["AlarmActions"] for a in alarms)
     durations = [a for a in alarms if a.get("MetricName") == "Duration"]

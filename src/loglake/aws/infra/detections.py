@@ -24,7 +24,6 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
@@ -164,13 +163,8 @@ class Detections(Construct):
         catalog.grant_queries(function)
         self.table.grant_read_write_data(function)
         self.queue.grant_send_messages(function)
-        events.Rule(
-            self,
-            "Schedule",
-            rule_name=functions.deployment.name("detect_schedule"),
-            schedule=events.Schedule.rate(cdk.Duration.minutes(settings.schedule_minutes)),
-            targets=[events_targets.LambdaFunction(function)],
-        )
+        every = cdk.Duration.minutes(settings.schedule_minutes)
+        functions.schedule(self, "Schedule", function, "detect_schedule", events.Schedule.rate(every), every)
         return function
 
     def _router(

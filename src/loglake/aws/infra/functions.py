@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -20,6 +22,7 @@ class Functions:
         self.layer = dependencies_layer(scope, "Dependencies")
         self.code = function_code()  # one asset, shared by every function
         self.all: dict[str, lambda_.Function] = {}  # by construct id
+        self.every: dict[str, cdk.Duration] = {}  # the scheduled ones' intervals, by construct id (monitoring)
 
     def add(
         self,
@@ -55,3 +58,23 @@ class Functions:
         )
         self.all[construct_id] = function
         return function
+
+    def schedule(
+        self,
+        scope: Construct,
+        construct_id: str,
+        function: lambda_.Function,
+        rule_name: str,
+        schedule: events.Schedule,
+        every: cdk.Duration,
+        payload: events.RuleTargetInput | None = None,
+    ) -> None:
+        """Run `function` on an EventBridge `schedule`, once every `every` (which its failing alarm watches)."""
+        events.Rule(
+            scope,
+            construct_id,
+            rule_name=self.deployment.name(rule_name),
+            schedule=schedule,
+            targets=[events_targets.LambdaFunction(function, event=payload)],
+        )
+        self.every[next(k for k, f in self.all.items() if f is function)] = every

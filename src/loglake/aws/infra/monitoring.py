@@ -22,6 +22,9 @@ from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.pipeline import Pipeline
 
 FIVE_MINUTES = cdk.Duration.minutes(5)
+# A scheduled function fails a few times a run at most (its run and Lambda's two retries): it alarms on errors in
+# this many periods of its schedule in a row, as errors > 5 in 5 minutes never fired for one failing every run.
+FAILING_RUNS = 2
 # The operations the DynamoDB store uses (DynamoDB counts throttled requests per operation).
 STORE_OPERATIONS = [
     dynamodb.Operation.BATCH_WRITE_ITEM,
@@ -44,7 +47,8 @@ class Monitoring(Construct):
     def watch(
         self, functions: Functions, api: Api, table: dynamodb.Table, catalog: Catalog, pipeline: Pipeline
     ) -> None:
-        """Every function's errors > 5 in 5 minutes; the request functions' average duration > 5 s (the
+        """Every function's errors > 5 in 5 minutes, and a scheduled one's (compaction, retention, detections) in
+        FAILING_RUNS of its intervals in a row; the request functions' average duration > 5 s (the
         batch functions run for minutes by design); table throttles > 10; API 4xx > 50 and 5xx > 5; any
         stream batch the flush gave up on; failed crawls. (Failed collections: the collector's own alarm.)"""
         throttles = table.metric_throttled_requests_for_operations(
@@ -70,6 +74,9 @@ class Monitoring(Construct):
         }
         for name, (metric, threshold) in alarms.items():
             self.alarm(name, metric, threshold)
+        for name, every in functions.every.items():
+            errors = functions.all[name].metric_errors(period=every, statistic="Sum")
+            self.alarm(f"{name}Failing", errors, 0, periods=FAILING_RUNS)
         # A failed crawl is an event, not a metric: EventBridge sends it to the same topic.
         events.Rule(
             self,
@@ -83,15 +90,15 @@ class Monitoring(Construct):
         )
         self._dashboard(functions, api, throttles)
 
-    def alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float) -> None:
-        """An alarm to the topic when `metric` is above `threshold` for one period."""
+    def alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float, periods: int = 1) -> None:
+        """An alarm to the topic when `metric` is above `threshold` for `periods` periods in a row."""
         alarm = cloudwatch.Alarm(
             self,
             name,
             alarm_name=f"{self.deployment.name('alarms')}-{name}",
             metric=metric,
             threshold=threshold,
-            evaluation_periods=1,
+            evaluation_periods=periods,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

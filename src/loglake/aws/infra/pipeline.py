@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_sqs as sqs
@@ -89,12 +88,9 @@ class Pipeline(Construct):
         self.storage.lake_bucket.grant_read_write(function, f"{LATE_PREFIX}*")  # the days to look at beyond the week
         self.storage.lake_bucket.grant_put(function, f"{QUARANTINE}/*")  # the damaged parts it takes out
         self.storage.lake_bucket.grant_read_write(function, CLAIM_KEY)  # the deployment's claim on its lake
-        events.Rule(
-            self,
-            "CompactSchedule",
-            rule_name=self.deployment.name("compact_schedule"),
-            schedule=events.Schedule.rate(cdk.Duration.hours(1)),
-            targets=[events_targets.LambdaFunction(function)],
+        hourly = cdk.Duration.hours(1)
+        self.functions.schedule(
+            self, "CompactSchedule", function, "compact_schedule", events.Schedule.rate(hourly), hourly
         )
 
     def _retention(self) -> None:
@@ -113,10 +109,7 @@ class Pipeline(Construct):
         self.storage.lake_bucket.grant_read(function, "type=*")
         self.storage.lake_bucket.grant_delete(function, "type=*")
         payload = events.RuleTargetInput.from_object({"config": d.amplify}) if d.amplify is not None else None
-        events.Rule(
-            self,
-            "RetentionSchedule",
-            rule_name=d.name("retention_schedule"),
-            schedule=events.Schedule.cron(minute="30", hour="2"),
-            targets=[events_targets.LambdaFunction(function, event=payload)],
+        daily = events.Schedule.cron(minute="30", hour="2")
+        self.functions.schedule(
+            self, "RetentionSchedule", function, "retention_schedule", daily, cdk.Duration.days(1), payload
         )
