@@ -440,8 +440,8 @@ def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) ->
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     lake_puts = [s for s in statements if "s3:PutObject" in _actions(s) and "LakeBucket" in json.dumps(s["Resource"])]
-    allowed = ("/type=app_logs/*", "/type=amplify_*", "/_state/amplify/*", "/_state/compaction/*", f"/{CLAIM_KEY}",
-               "/_quarantine/*", "/_state/late_parts/*")  # fmt: skip
+    allowed = ("/type=app_logs/*", "/type=amplify_*", "/type=amplify_access/*", "/_state/amplify/*",
+               "/_state/compaction/*", f"/{CLAIM_KEY}", "/_quarantine/*", "/_state/late_parts/*")  # fmt: skip
     for statement in lake_puts:  # no function may write the whole lake
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         object_arns = [json.dumps(r) for r in resources if "/" in json.dumps(r)]
@@ -523,6 +523,15 @@ def test_compaction_runs_every_hour(template) -> None:
     )
     rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()]
     assert any(r.get("ScheduleExpression") == "rate(1 hour)" for r in rules)
+    # it merges (writes, deletes) the parts of both tables, app_logs and amplify_access (aws/compaction.py)
+    (compact,) = [f for f in template.find_resources("AWS::Lambda::Function").values()
+                  if f["Properties"]["Handler"] == "loglake.aws.handlers.compact"]  # fmt: skip
+    role = compact["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [p["Properties"] for p in template.find_resources("AWS::IAM::Policy").values()]
+    statements = [s for p in policies if {"Ref": role} in p["Roles"] for s in p["PolicyDocument"]["Statement"]]
+    for table in ("app_logs", "amplify_access"):
+        assert any("s3:DeleteObject*" in _actions(s) and f"/type={table}/*" in json.dumps(s["Resource"])
+                   for s in statements), table  # fmt: skip
 
 
 def test_a_scheduled_function_failing_run_after_run_alarms(template) -> None:

@@ -187,3 +187,47 @@ def test_a_damaged_journal_is_quarantined_and_does_not_stop_compaction(
     if isinstance(object_store, S3ObjectStore):
         object_store.client.put_object(Bucket=object_store.bucket, Key=f"{object_store.prefix}{JOURNAL_PREFIX}")
         assert compact_days(object_store, [date(2026, 11, 1)], START + DAY).damaged == {}
+
+
+def amplify_parts(lake: ObjectStore, app: str, windows: list[list], now_ms: int, checked: bool = True) -> None:
+    """A part per window and event date, as the collection's download step stores them (amplify_steps.download);
+    not `checked`, the rows already stored are not left out (two downloads of a window at once)."""
+    import tempfile
+    from pathlib import Path
+
+    from loglake.amplify.lake_rows import new_parts
+    from loglake.amplify.parse import parse_access_log
+    from loglake.amplify.run_reports import AppReport
+    from loglake.lake.parts import file_name
+    from tests.amplify.logs import access_log
+
+    for number, requests in enumerate(windows):
+        work = Path(tempfile.mkdtemp())
+        parsed = [parse_access_log(access_log(requests))]
+        for part in new_parts(lake, app, parsed, AppReport(app), now_ms + number, work,
+                              lambda prefix: [o.key for o in lake.list(prefix)] if checked else []):  # fmt: skip
+            lake.put_file(part.key, work / file_name(part.key))
+
+
+def test_amplify_access_parts_are_merged_into_one_per_app_and_day(object_store: ObjectStore) -> None:
+    """A collection stores a part per window and event date (and its rechecks more): the deployment's compaction
+    merged app_logs alone, and amplify_access kept each of those parts for good, each read by every query."""
+    from tests.amplify.logs import varied_requests
+
+    requests = varied_requests(90, START, DAY // 2, salt="a")
+    windows = [requests[:30], requests[30:60], requests[60:]]  # three windows' parts of 2026-11-01
+    amplify_parts(object_store, "danse_tech", windows, START + DAY)
+    amplify_parts(object_store, "danse_tech", [requests[50:70]], START + DAY, checked=False)  # some stored twice
+    amplify_parts(object_store, "horizon", [varied_requests(5, START, DAY // 2, salt="h")], START + DAY)
+    day = "type=amplify_access/app=danse_tech/date=2026-11-01/"
+    assert len(list(object_store.list(day))) == 4
+    report = compact_days(object_store, [], START + DAY)
+    (merged,) = [o.key for o in object_store.list(day)]
+    assert report.written_files == [merged] and report.merged_files == 4
+    data = pq.read_table(io.BytesIO(object_store.get(merged)))
+    assert sorted(data.column("x_edge_request_id").to_pylist()) == sorted(r.request_id for r in requests)
+    assert data.column("timestamp").to_pylist() == sorted(data.column("timestamp").to_pylist())
+    first = pq.ParquetFile(io.BytesIO(object_store.get(merged))).metadata.row_group(0).column(0)
+    assert first.compression == "ZSTD"  # written as the collection writes a part
+    assert len(list(object_store.list("type=amplify_access/app=horizon/"))) == 1  # a lone part stays as it is
+    assert compact_days(object_store, [], START + DAY).merged_files == 0

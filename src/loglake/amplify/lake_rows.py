@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +25,7 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import PAGE_CHECKSUMS, READ_CHECKED, by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import new_work_folder
+from loglake.lake.sorted_merge import background_duckdb
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
@@ -146,16 +148,7 @@ def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
 def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
     rows = rows.sort_by([("timestamp", "ascending")])
     path = work / file_name(key)
-    pq.write_table(
-        rows,
-        path,
-        compression="zstd",
-        row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=[
-            c for c in rows.column_names if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
-        ],
-        **PAGE_CHECKSUMS,
-    )
+    pq.write_table(rows, path, row_group_size=ROW_GROUP_ROWS, **_part_options(rows.column_names))
     span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
     day = partitions_of(key)["date"]
     return LakeFile(
@@ -167,3 +160,36 @@ def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
         rows.num_rows,
         path.stat().st_size,
     )
+
+
+def _part_options(columns: list[str]) -> dict[str, Any]:
+    """How a part of the table is written (pyarrow's writer options), by a collection and by a merge alike."""
+    return {
+        "compression": "zstd",
+        "use_dictionary": [
+            c for c in columns if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
+        ],
+        **PAGE_CHECKSUMS,
+    }
+
+
+def merge_parts(lake: ObjectStore, keys: list[str], output: Path, work: Path, memory_mb: int) -> int:
+    """Merge stored parts of one partition (lake objects `keys`, downloaded to `work`) into `output`, written as a
+    collection writes a part (sorted by time), one row per request id, in `memory_mb` (DuckDB, spilling to `work`);
+    returns its rows. Raises (`output` not to be published) unless every request id of the inputs made it."""
+    from loglake.lake.compact import downloaded
+    from loglake.lake.query_views import sql_string  # (DuckDB: loaded by the merges alone, not by a collection)
+
+    files = ", ".join(sql_string(str(path)) for path in downloaded(lake, keys, work))
+    rows = f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"  # (older parts may lack some)
+    schema = AMPLIFY_ACCESS_TABLE.schema
+    with background_duckdb(work / "spill", memory_mb) as con:
+        ((ids,),) = con.sql(f"SELECT count(DISTINCT x_edge_request_id) FROM {rows}").fetchall()
+        ordered = con.sql(f'SELECT * FROM (SELECT DISTINCT ON (x_edge_request_id) * FROM {rows}) ORDER BY "timestamp"')
+        with pq.ParquetWriter(output, schema, **_part_options(schema.names)) as writer:
+            for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
+                writer.write_table(AMPLIFY_ACCESS_TABLE.conform(pa.Table.from_batches([batch])), ROW_GROUP_ROWS)
+    written = pq.read_metadata(output).num_rows
+    if written != ids:  # never delete inputs whose rows did not all make it
+        raise RuntimeError(f"merging amplify_access parts wrote {written} of {ids} requests of {output.name}")
+    return written

@@ -10,7 +10,10 @@ inputs are deleted if the merged file made it, the journal dropped otherwise. Me
 log id, removing what the at-least-once stream flush may have written twice.
 
 An hourly run merges the last week's days, and the older days the stream flush noted late parts of (a back-fill),
-whatever their age, a bounded number of them per run (scheduled_days).
+whatever their age, a bounded number of them per run (scheduled_days). It merges the `amplify_access` table's parts
+too, a part per collection window and event date (amplify_steps.download), each (app, date) partition into one
+(amplify/lake_rows.merge_parts: one row per request id): the table is listed whole, as a collection may write to any
+day of an app's retention period, and merged it holds about a part per app and day.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+from loglake.amplify.lake_rows import merge_parts
 from loglake.aws.stream_flush import LATE_PREFIX
 from loglake.lake.compact import CompactReport, MergesFailed, merge_groups, merge_objects
-from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix, partitions_of, quarantined_key
+from loglake.lake.layout import new_part_name, partition_prefix, partitions_of, quarantined_key
 from loglake.lake.manifest import LakeFile
-from loglake.lake.objectstore import ObjectStore, ObjectStoreError, check_key
+from loglake.lake.objectstore import ObjectInfo, ObjectStore, ObjectStoreError, check_key
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
-from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE
 from loglake.lake.verify import MISSING_FROM_STORAGE, damaged_files
 
 log = logging.getLogger("loglake.lake")
@@ -51,7 +56,8 @@ def compact_days(
     target_bytes: int = TARGET_BYTES,
     late: dict[date, list[str]] | None = None,
 ) -> CompactReport:
-    """Merge each day's small parts (under half the target) into files of about the target size. A merge that
+    """Merge each day's small app_logs parts, and every amplify_access partition's, (under half the target) into
+    files of about the target size. A merge that
     fails over a part damaged outside loglake (or gone meanwhile) merges the others of its group without it, which
     is moved to the lake's QUARANTINE folder (`report.damaged`, logged): one such part stopped the run, every later
     day unmerged, at every run; left in place, it was read whole again, and logged again, at every run (there is no
@@ -62,17 +68,13 @@ def compact_days(
     finish_interrupted(lake, report)
     objects = ParquetObjects(lake)
     failures: list[BaseException] = []
-    for day in days:
+    for prefix, listed in _partitions(lake, days):
         failed_before = len(failures)
-        prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
-        parts = [
-            LakeFile(o.key, APP_LOGS_TABLE.name, day.isoformat(), 0, 0, 0, o.size)  # listed in write order
-            for o in lake.list(prefix)
-            if o.key.endswith(".parquet")
-        ]
+        table, day = partitions_of(prefix)["type"], partitions_of(prefix)["date"]
+        parts = [LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listed if o.key.endswith(".parquet")]
         for group in merge_groups(parts, target_bytes):
             try:
-                _merge_into(report, lake, day, group, now_ms)
+                _merge_into(report, lake, prefix, group, now_ms)
             except Exception as e:
                 # (no catalog here says how many records a part holds: its pages alone are checked)
                 found = damaged_files(objects, group, counted=False)
@@ -84,17 +86,29 @@ def compact_days(
                     failures.append(e)
                     log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
                 elif len(rest) > 1:
-                    _merge_into(report, lake, day, rest, now_ms)
-        if len(failures) == failed_before:
-            for note in (late or {}).get(day, []):
+                    _merge_into(report, lake, prefix, rest, now_ms)
+        if len(failures) == failed_before and table == APP_LOGS_TABLE.directory:
+            for note in (late or {}).get(date.fromisoformat(day), []):
                 lake.delete(note)
     if failures:
         raise MergesFailed(report, len(failures), failures[0]) from failures[0]
     return report
 
 
-def _merge_into(report: CompactReport, lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> None:
-    report.written_files.append(_merge(lake, day, group, now_ms))
+def _partitions(lake: ObjectStore, days: list[date]) -> Iterator[tuple[str, list[ObjectInfo]]]:
+    """The partitions to merge, each with its objects: the app_logs `days` (each listed as its turn comes: a part
+    written meanwhile is the next run's), then every amplify_access (app, date) partition."""
+    for day in days:
+        prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
+        yield prefix, list(lake.list(prefix))
+    by_partition: dict[str, list[ObjectInfo]] = {}
+    for found in lake.list(partition_prefix(AMPLIFY_ACCESS_TABLE.directory)):
+        by_partition.setdefault(found.key.rsplit("/", 1)[0] + "/", []).append(found)
+    yield from by_partition.items()
+
+
+def _merge_into(report: CompactReport, lake: ObjectStore, prefix: str, group: list[LakeFile], now_ms: int) -> None:
+    report.written_files.append(_merge(lake, prefix, group, now_ms))
     report.merged_files += len(group)
 
 
@@ -172,26 +186,40 @@ def finish_interrupted(lake: ObjectStore, report: CompactReport) -> int:
 
 
 def _journal_entry(data: bytes) -> tuple[str, list[str]] | None:
-    """A journal's (merged file, inputs), or None for one _merge did not write: its keys are the table's parts (a
-    damaged one must not delete other objects)."""
+    """A journal's (merged file, inputs), or None for one _merge did not write: its keys are the parts of one of the
+    tables merged (a damaged one must not delete other objects)."""
     try:
         entry = json.loads(data)
         output, inputs = entry["output"], entry["inputs"]
         keys = [check_key(key) for key in (output, *inputs)] if isinstance(inputs, list) else []
     except (ValueError, TypeError, KeyError, AttributeError, ObjectStoreError):
         return None
-    part = partition_prefix(APP_LOGS_TABLE.directory)
-    return (output, inputs) if keys and all(key.startswith(part) for key in keys) else None
+    tables = [partition_prefix(directory) for directory in MERGES]
+    return (output, inputs) if keys and any(all(key.startswith(t) for key in keys) for t in tables) else None
 
 
-def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> str:
+def _merge_app_logs(lake: ObjectStore, inputs: list[str], output: Path, work: Path) -> None:
+    merge_objects(lake, inputs, output, work, MEMORY_MB, distinct_ids=True)
+
+
+def _merge_amplify_access(lake: ObjectStore, inputs: list[str], output: Path, work: Path) -> None:
+    merge_parts(lake, inputs, output, work, MEMORY_MB)
+
+
+# How each table's parts merge, by its directory (`type=`); each raises, writing nothing to publish, unless every
+# record of the inputs made it, once (app logs by log id, Amplify requests by request id).
+MERGES = {APP_LOGS_TABLE.directory: _merge_app_logs, AMPLIFY_ACCESS_TABLE.directory: _merge_amplify_access}
+
+
+def _merge(lake: ObjectStore, prefix: str, group: list[LakeFile], now_ms: int) -> str:
+    """Merge `group`, parts of the partition `prefix`, into a new part of it; returns its key."""
     work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
     try:
-        key = app_logs_key(day, new_part_name(now_ms))
+        key = prefix + new_part_name(now_ms)
         name = file_name(key)
         output = work / name
         inputs = [part.key for part in group]
-        merge_objects(lake, inputs, output, work, MEMORY_MB, distinct_ids=True)
+        MERGES[partitions_of(prefix)["type"]](lake, inputs, output, work)
         journal = f"{JOURNAL_PREFIX}{name}.json"
         lake.put(journal, json.dumps({"output": key, "inputs": inputs}).encode())
         lake.put_file(key, output)

@@ -421,10 +421,7 @@ def merge_objects(
     `background` if given); raises, changing nothing, unless all `records` (default: their footers'
     count) made it. With `distinct_ids` a record stored twice (same log id) is written once, and
     `records` counts ids."""
-    inputs = []
-    for key in keys:
-        inputs.append(work / f"input-{len(inputs)}.parquet")
-        lake.get_file(key, inputs[-1])
+    inputs = downloaded(lake, keys, work)
     if records is None and distinct_ids:
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
@@ -436,6 +433,15 @@ def merge_objects(
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
     return written
+
+
+def downloaded(lake: ObjectStore, keys: list[str], work: Path) -> list[Path]:
+    """The lake objects `keys` as files in `work`, to merge."""
+    inputs = []
+    for key in keys:
+        inputs.append(work / f"input-{len(inputs)}.parquet")
+        lake.get_file(key, inputs[-1])
+    return inputs
 
 
 def merge_in_background(

@@ -71,8 +71,8 @@ class Pipeline(Construct):
         return function
 
     def _compaction(self) -> None:
-        """Every hour, the small parts of the recent days, and of older days that got parts late, merged
-        (aws/compaction.py); it may only touch the app_logs objects of the lake."""
+        """Every hour, the small parts of the recent days, and of older days that got parts late, merged, and the
+        amplify_access table's (aws/compaction.py); it may only touch those tables' objects of the lake."""
         function = self.functions.add(
             self,
             "CompactFunction",
@@ -84,6 +84,7 @@ class Pipeline(Construct):
             tmp_mb=4096,  # a merge's inputs (~128 MB), its output and DuckDB's spill
         )
         self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
+        self.storage.lake_bucket.grant_read_write(function, "type=amplify_access/*")  # (its exports stay as sent)
         self.storage.lake_bucket.grant_read_write(function, "_state/compaction/*")  # its journal
         self.storage.lake_bucket.grant_read_write(function, f"{LATE_PREFIX}*")  # the days to look at beyond the week
         self.storage.lake_bucket.grant_put(function, f"{QUARANTINE}/*")  # the damaged parts it takes out
