@@ -138,3 +138,33 @@ def test_removals_and_bookkeeping_items_write_nothing() -> None:
     removal = {"eventName": "REMOVE", "dynamodb": {"OldImage": {}, "SequenceNumber": "1"}}
     hours = {"eventName": "INSERT", "dynamodb": {"NewImage": {"service_name": {"S": "#hours"}}, "SequenceNumber": "2"}}
     assert flush_stream_batch({"Records": [removal, hours]}, lake=None) == []
+
+
+def test_a_compaction_run_starts_no_merge_it_has_no_time_for_and_the_next_run_continues(lake_bucket: str) -> None:
+    """The hourly run's work was bounded by days, not by its Lambda's time: a backlog longer than 15 minutes was cut
+    off by the timeout (the run failed, its merge under way left to its journal), at every run."""
+    from loglake.aws.compaction import MERGE_RESERVE_MS
+    from tests.aws.test_retention import scheduled_event
+    from tests.lake.test_aws_compaction import stream_batch
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = int(now.replace(hour=0, minute=0, second=0).timestamp() * 1000)
+    backs = [today - n * 30 * DAY for n in (1, 2)]  # two back-filled days, each noted late
+    for batch in range(3):
+        for n, back in enumerate(backs):
+            handlers.flush_stream(stream_batch([record(back + batch, f"b{batch}")], 10 * n + batch), CONTEXT)
+        handlers.flush_stream(stream_batch([record(today + batch, "today")], 100 + batch), CONTEXT)
+    clock = iter([MERGE_RESERVE_MS + 60_000, MERGE_RESERVE_MS - 1])  # time for one merge only
+    short = SimpleNamespace(**vars(CONTEXT), get_remaining_time_in_millis=lambda: next(clock))
+    event = scheduled_event(time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    summary = handlers.compact(event, short)
+    assert summary["merged_files"] == 3  # today's, then the time was up: the back-filled days are left
+    assert summary["partitions_left"] == 2 and summary["first_left"] == f"type=app_logs/date={day_of(backs[1])}/"
+    s3 = boto3.client("s3")
+    assert len(s3.list_objects_v2(Bucket=lake_bucket, Prefix=LATE_PREFIX)["Contents"]) == 6  # their notes kept
+
+    summary = handlers.compact(event, CONTEXT)  # the next run merges what was left
+    assert summary["merged_files"] == 6 and summary["partitions_left"] == 0
+    for back in backs:
+        day = f"type=app_logs/date={day_of(back).isoformat()}/"
+        assert len(s3.list_objects_v2(Bucket=lake_bucket, Prefix=day)["Contents"]) == 1

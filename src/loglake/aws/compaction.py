@@ -19,11 +19,13 @@ day of an app's retention period, and merged it holds about a part per app and d
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -44,9 +46,20 @@ TARGET_BYTES = 128 * 1024 * 1024
 MEMORY_MB = 1024
 RECENT_DAYS = 7
 LATE_DAYS_PER_RUN = 24
+# A run starts no merge with less time left than this (the handler's Lambda context): a merge of a target's worth of
+# parts (downloaded, sorted and de-duplicated by DuckDB in MEMORY_MB, uploaded) takes a minute or two; a third of the
+# function's 15 minutes leaves it room.
+MERGE_RESERVE_MS = 5 * 60_000
 
 
 JOURNAL_PREFIX = "_state/compaction/"
+
+
+@dataclass
+class RunReport(CompactReport):
+    # The partitions a run left (some of) their merges in, and those after, its time running out (`time_left`): the
+    # next run merges them (a day's late notes are kept until it did).
+    left: list[str] = field(default_factory=list)
 
 
 def compact_days(
@@ -55,7 +68,8 @@ def compact_days(
     now_ms: int,
     target_bytes: int = TARGET_BYTES,
     late: dict[date, list[str]] | None = None,
-) -> CompactReport:
+    time_left: Callable[[], bool] | None = None,
+) -> RunReport:
     """Merge each day's small app_logs parts, and every amplify_access partition's, (under half the target) into
     files of about the target size. A merge that
     fails over a part damaged outside loglake (or gone meanwhile) merges the others of its group without it, which
@@ -63,16 +77,22 @@ def compact_days(
     day unmerged, at every run; left in place, it was read whole again, and logged again, at every run (there is no
     catalog here to leave it out of, as the local lake does), and Athena failed on it.
     Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after.
-    `late` (late_days): the notes of a day merged without such a failure are deleted."""
-    report = CompactReport()
+    `late` (late_days): the notes of a day merged without such a failure are deleted. No merge starts once
+    `time_left()` is false (`report.left`): a run cut off by Lambda's timeout failed, its work bounded by days,
+    not by time, and its merge under way was finished or undone by the next run (the journal)."""
+    report = RunReport()
     finish_interrupted(lake, report)
     objects = ParquetObjects(lake)
     failures: list[BaseException] = []
-    for prefix, listed in _partitions(lake, days):
+    partitions = _partitions(lake, days)
+    for number, (prefix, listing) in enumerate(partitions):
         failed_before = len(failures)
         table, day = partitions_of(prefix)["type"], partitions_of(prefix)["date"]
-        parts = [LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listed if o.key.endswith(".parquet")]
+        parts = [LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listing() if o.key.endswith(".parquet")]
         for group in merge_groups(parts, target_bytes):
+            if time_left is not None and not time_left():
+                report.left = [prefix for prefix, _ in partitions[number:]]
+                break
             try:
                 _merge_into(report, lake, prefix, group, now_ms)
             except Exception as e:
@@ -87,6 +107,8 @@ def compact_days(
                     log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
                 elif len(rest) > 1:
                     _merge_into(report, lake, prefix, rest, now_ms)
+        if report.left:
+            break
         if len(failures) == failed_before and table == APP_LOGS_TABLE.directory:
             for note in (late or {}).get(date.fromisoformat(day), []):
                 lake.delete(note)
@@ -95,16 +117,21 @@ def compact_days(
     return report
 
 
-def _partitions(lake: ObjectStore, days: list[date]) -> Iterator[tuple[str, list[ObjectInfo]]]:
-    """The partitions to merge, each with its objects: the app_logs `days` (each listed as its turn comes: a part
-    written meanwhile is the next run's), then every amplify_access (app, date) partition."""
+def _partitions(lake: ObjectStore, days: list[date]) -> list[tuple[str, Callable[[], list[ObjectInfo]]]]:
+    """The partitions to merge, each with what lists its objects: the app_logs `days` (each listed as its turn
+    comes: a part written meanwhile is the next run's), then every amplify_access (app, date) partition."""
+    partitions: list[tuple[str, Callable[[], list[ObjectInfo]]]] = []
     for day in days:
         prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
-        yield prefix, list(lake.list(prefix))
+        partitions.append((prefix, functools.partial(_listed, lake, prefix)))
     by_partition: dict[str, list[ObjectInfo]] = {}
     for found in lake.list(partition_prefix(AMPLIFY_ACCESS_TABLE.directory)):
         by_partition.setdefault(found.key.rsplit("/", 1)[0] + "/", []).append(found)
-    yield from by_partition.items()
+    return partitions + [(prefix, functools.partial(list, listed)) for prefix, listed in by_partition.items()]
+
+
+def _listed(lake: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    return list(lake.list(prefix))
 
 
 def _merge_into(report: CompactReport, lake: ObjectStore, prefix: str, group: list[LakeFile], now_ms: int) -> None:

@@ -240,16 +240,20 @@ def _claimed_lake(context: Any) -> Any:
 
 
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from loglake.aws.compaction import compact_days, late_days, scheduled_days
+    from loglake.aws.compaction import MERGE_RESERVE_MS, compact_days, late_days, scheduled_days
 
     now = _event_time(event)
     lake = _claimed_lake(context)
     late = late_days(lake)
     days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else scheduled_days(now.date(), late)
-    report = compact_days(lake, days, int(now.timestamp() * 1000), late=late)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    # A merge is only started with time for it left: what is left, the next run merges.
+    time_left = None if remaining is None else lambda: remaining() > MERGE_RESERVE_MS
+    report = compact_days(lake, days, int(now.timestamp() * 1000), late=late, time_left=time_left)
     summary = {"merged_files": report.merged_files, "written_files": report.written_files, "damaged": report.damaged,
-               "late_days_waiting": len(set(late) - set(days))}  # fmt: skip
-    _log_event(context, "lake_compaction", summary, level="WARNING" if report.damaged else "INFO")
+               "late_days_waiting": len(set(late) - set(days)), "partitions_left": len(report.left),
+               "first_left": report.left[0] if report.left else None}  # fmt: skip
+    _log_event(context, "lake_compaction", summary, level="WARNING" if report.damaged or report.left else "INFO")
     return summary
 
 
