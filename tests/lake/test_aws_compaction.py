@@ -14,6 +14,7 @@ from loglake.aws.compaction import compact_days, late_days, recent_days, schedul
 from loglake.aws.stream_flush import LATE_PREFIX, flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.lake.layout import QUARANTINE
+from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore, S3ObjectStore
 from loglake.model import Severity
 from loglake.store.dynamodb_items import record_item
@@ -173,7 +174,8 @@ def test_a_damaged_journal_is_quarantined_and_does_not_stop_compaction(
                            object_store)  # fmt: skip
     claim = b'{"output": "_state/catalog.json", "inputs": ["_state/catalog.json"]}'  # (valid JSON: no part's keys)
     damaged = {f"{JOURNAL_PREFIX}cut.json": b'{"output": "type=app_lo', f"{JOURNAL_PREFIX}list.json": b"[1, 2]",
-               f"{JOURNAL_PREFIX}odd.json": claim}  # fmt: skip
+               f"{JOURNAL_PREFIX}odd.json": claim,
+               f"{JOURNAL_PREFIX}type=app_logs/x.parquet.json": b"{}"}  # (a key naming no day's part)  # fmt: skip
     for key, data in damaged.items():
         object_store.put(key, data)
     report = compact_days(object_store, [date(2026, 11, 1)], START + DAY)
@@ -231,3 +233,29 @@ def test_amplify_access_parts_are_merged_into_one_per_app_and_day(object_store: 
     assert first.compression == "ZSTD"  # written as the collection writes a part
     assert len(list(object_store.list("type=amplify_access/app=horizon/"))) == 1  # a lone part stays as it is
     assert compact_days(object_store, [], START + DAY).merged_files == 0
+
+
+def test_a_journal_damaged_after_its_merge_was_published_leaves_no_record_twice(
+    object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal found damaged was quarantined, its merge's inputs left beside the merged file that holds their
+    records: merged again among themselves, but never with that file once it is half the target or more (big files
+    are not rewritten), the day's records stayed twice for good, in every query over it."""
+    from loglake.aws.compaction import JOURNAL_PREFIX, _merge
+
+    for batch in range(3):
+        records = [record(START + batch * 100 + i, f"b{batch}-{i}") for i in range(20)]
+        flush_stream_batch(stream_batch(records, batch), object_store)
+    day = "type=app_logs/date=2026-11-01/"
+    inputs = [LakeFile(o.key, "logs", "2026-11-01", 0, 0, 0, o.size) for o in object_store.list(day)]
+    with monkeypatch.context() as cut_off:  # a merge cut off once its merged file was published: all stays
+        cut_off.setattr(object_store, "delete", lambda key: None)
+        output = _merge(object_store, day, inputs, START + DAY)
+    (journal,) = [o.key for o in object_store.list(JOURNAL_PREFIX)]
+    object_store.put(journal, b'{"output": "type=app_lo')  # then damaged
+    target = 2 * next(o.size for o in object_store.list(output)) - 1  # the merged file: past half the target
+    report = compact_days(object_store, [date(2026, 11, 1)], START + DAY, target_bytes=target)
+    assert journal in report.damaged and report.merged_files == 4
+    left = [o.key for o in object_store.list(day)]
+    ids = [i for key in left for i in pq.read_table(io.BytesIO(object_store.get(key))).column("log_id").to_pylist()]
+    assert len(ids) == len(set(ids)) == 60

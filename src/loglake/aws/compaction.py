@@ -81,9 +81,10 @@ def compact_days(
     `time_left()` is false (`report.left`): a run cut off by Lambda's timeout failed, its work bounded by days,
     not by time, and its merge under way was finished or undone by the next run (the journal)."""
     report = RunReport()
-    finish_interrupted(lake, report)
     objects = ParquetObjects(lake)
     failures: list[BaseException] = []
+    merge = functools.partial(_merge_group, report, lake, objects, failures, now_ms)
+    finish_interrupted(lake, report, merge, target_bytes)
     partitions = _partitions(lake, days)
     for number, (prefix, listing) in enumerate(partitions):
         failed_before = len(failures)
@@ -93,20 +94,7 @@ def compact_days(
             if time_left is not None and not time_left():
                 report.left = [prefix for prefix, _ in partitions[number:]]
                 break
-            try:
-                _merge_into(report, lake, prefix, group, now_ms)
-            except Exception as e:
-                # (no catalog here says how many records a part holds: its pages alone are checked)
-                found = damaged_files(objects, group, counted=False)
-                for key, problem in found.items():
-                    _quarantine_part(lake, key, problem)
-                report.damaged |= found
-                rest = [f for f in group if f.key not in found]
-                if not found:
-                    failures.append(e)
-                    log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
-                elif len(rest) > 1:
-                    _merge_into(report, lake, prefix, rest, now_ms)
+            merge(prefix, group)
         if report.left:
             break
         if len(failures) == failed_before and table == APP_LOGS_TABLE.directory:
@@ -115,6 +103,35 @@ def compact_days(
     if failures:
         raise MergesFailed(report, len(failures), failures[0]) from failures[0]
     return report
+
+
+def _merge_group(
+    report: CompactReport,
+    lake: ObjectStore,
+    objects: ParquetObjects,
+    failures: list[BaseException],
+    now_ms: int,
+    prefix: str,
+    group: list[LakeFile],
+) -> bool:
+    """Merge `group` (parts of the partition `prefix`), or, one of them damaged or gone, the others (see
+    compact_days); False if it failed otherwise (in `failures`, logged), the parts left as they are."""
+    try:
+        _merge_into(report, lake, prefix, group, now_ms)
+    except Exception as e:
+        # (no catalog here says how many records a part holds: its pages alone are checked)
+        found = damaged_files(objects, group, counted=False)
+        for key, problem in found.items():
+            _quarantine_part(lake, key, problem)
+        report.damaged |= found
+        rest = [f for f in group if f.key not in found]
+        if not found:
+            failures.append(e)
+            log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
+            return False
+        if len(rest) > 1:
+            _merge_into(report, lake, prefix, rest, now_ms)
+    return True
 
 
 def _partitions(lake: ObjectStore, days: list[date]) -> list[tuple[str, Callable[[], list[ObjectInfo]]]]:
@@ -181,26 +198,38 @@ def scheduled_days(today: date, late: dict[date, list[str]]) -> list[date]:
     return recent + sorted(set(late) - set(recent))[:LATE_DAYS_PER_RUN]
 
 
-def finish_interrupted(lake: ObjectStore, report: CompactReport) -> int:
+def finish_interrupted(
+    lake: ObjectStore, report: CompactReport, merge: Callable[[str, list[LakeFile]], bool], target_bytes: int
+) -> int:
     """Complete the merges an earlier run began: inputs deleted where the merged file exists. A journal that does
     not read as one (damaged outside loglake) is moved to the QUARANTINE folder (`report.damaged`, logged): it
-    failed every run before its first merge, the lake never merged again."""
+    failed every run before its first merge, the lake never merged again. Its key names its merged file: if that
+    was published, its inputs may be beside it, each record twice, and are unknown; it is merged (`merge`) again
+    with the small parts beside it (one row per record), as, half the target or more, no later merge took it and
+    those records stayed twice for good. (That merge failing, the journal stays for the next run to try again.)"""
     finished = 0
     for found in list(lake.list(JOURNAL_PREFIX)):
         if not found.key.endswith(".json"):
             continue  # not a journal (an S3 console's folder `_state/compaction/`, a key no store reads)
         entry = _journal_entry(lake.get(found.key))
         if entry is None:
+            output = _merged_file_of(found.key)
+            published = output is not None and lake.exists(output)
+            if published and not _merged_again(lake, output, merge, target_bytes):
+                continue
             report.damaged[found.key] = "not a compaction journal"
             kept = quarantined_key(found.key)
             lake.put(kept, lake.get(found.key))
             lake.delete(found.key)
             log.warning(
-                "compaction journal %s does not read as one: moved to %s. The merge it named, if its merged file was"
-                " published, left its inputs beside it: that day's records may be read twice (Athena) until those"
-                " inputs are deleted",
+                "compaction journal %s does not read as one: moved to %s. %s",
                 found.key,
                 kept,
+                f"Its merged file {output} was published: merged again with the parts beside it, which may have been"
+                " its inputs, its records kept once"
+                if published
+                else "The merge it named, if its merged file was published, left its inputs beside it: that day's"
+                " records may be read twice (Athena) until those inputs are deleted",
             )
             continue
         output, inputs = entry
@@ -210,6 +239,29 @@ def finish_interrupted(lake: ObjectStore, report: CompactReport) -> int:
             finished += 1
         lake.delete(found.key)
     return finished
+
+
+def _merged_file_of(journal: str) -> str | None:
+    """The merged file a journal's key names (_merge), or None for a key that names none of the tables' parts."""
+    key = journal.removeprefix(JOURNAL_PREFIX).removesuffix(".json")
+    with contextlib.suppress(ObjectStoreError):
+        partitions = partitions_of(check_key(key))
+        if partitions.get("type") in MERGES and "date" in partitions and key.endswith(".parquet"):
+            return key
+    return None
+
+
+def _merged_again(
+    lake: ObjectStore, output: str, merge: Callable[[str, list[LakeFile]], bool], target_bytes: int
+) -> bool:
+    """Merge the published file `output` with the small parts of its partition (a merge's inputs are small)."""
+    prefix = output.rsplit("/", 1)[0] + "/"
+    table, day = partitions_of(prefix)["type"], partitions_of(prefix)["date"]
+    listed = [o for o in lake.list(prefix) if o.key.endswith(".parquet")]
+    group = [
+        LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listed if o.key == output or o.size < target_bytes // 2
+    ]
+    return len(group) < 2 or merge(prefix, group)
 
 
 def _journal_entry(data: bytes) -> tuple[str, list[str]] | None:
@@ -243,11 +295,10 @@ def _merge(lake: ObjectStore, prefix: str, group: list[LakeFile], now_ms: int) -
     work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
     try:
         key = prefix + new_part_name(now_ms)
-        name = file_name(key)
-        output = work / name
+        output = work / file_name(key)
         inputs = [part.key for part in group]
         MERGES[partitions_of(prefix)["type"]](lake, inputs, output, work)
-        journal = f"{JOURNAL_PREFIX}{name}.json"
+        journal = f"{JOURNAL_PREFIX}{key}.json"  # (named by the merged file: a damaged one still says which)
         lake.put(journal, json.dumps({"output": key, "inputs": inputs}).encode())
         lake.put_file(key, output)
         for part in inputs:  # only once the merged file is in place
