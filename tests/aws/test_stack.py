@@ -503,6 +503,11 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
     assert [a["appName"] for a in target_input["config"]["applications"]] == ["danse_tech", "digital_horizon"]
     alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
     assert any(a["Properties"].get("MetricName") == "ExecutionsFailed" for a in alarms)
+    # a run past the machine's 12 hours ends TIMED_OUT: not failed, and its catch (the notice) never runs
+    assert any(
+        a["Properties"].get("MetricName") == "ExecutionsTimedOut" and a["Properties"]["Threshold"] == 0
+        and a["Properties"]["AlarmActions"] for a in alarms
+    )  # fmt: skip
     role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     (policy,) = [
         p for p in template.find_resources("AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]

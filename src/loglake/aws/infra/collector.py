@@ -84,17 +84,24 @@ class AmplifyCollector(Construct):
             self.machine.role, "kms:Decrypt", "kms:GenerateDataKey*"
         )  # to publish to the encrypted topic
         self._schedule(amplify)
-        failed_runs = cloudwatch.Alarm(
-            self,
-            "AmplifyCollectorFailed",
-            alarm_name=f"{d.name('alarms')}-AmplifyCollectorFailed",
-            metric=self.machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
-            threshold=0,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        failed_runs.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        # A run past the machine's timeout ends TIMED_OUT, which neither its catch (the notice) nor ExecutionsFailed
+        # sees: it has an alarm of its own.
+        five_minutes = cdk.Duration.minutes(5)
+        for name, metric in (
+            ("AmplifyCollectorFailed", self.machine.metric_failed(period=five_minutes, statistic="Sum")),
+            ("AmplifyCollectorTimedOut", self.machine.metric_timed_out(period=five_minutes, statistic="Sum")),
+        ):
+            failed_runs = cloudwatch.Alarm(
+                self,
+                name,
+                alarm_name=f"{d.name('alarms')}-{name}",
+                metric=metric,
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            failed_runs.add_alarm_action(cloudwatch_actions.SnsAction(topic))
 
     def _grant_amplify(self, download: lambda_.Function, applications: list[dict]) -> None:
         """GenerateAccessLogs on this account's configured apps; sts:AssumeRole on the roles of the
