@@ -248,6 +248,8 @@ def test_the_file_is_read_again_when_it_changes_and_a_bad_edit_keeps_the_last_go
     assert watched.current() is second
     assert [p.field for p in watched.problems] == ["destinations.b.url"]  # (its url missing)
     path.unlink()
+    assert watched.current() is second  # (gone a moment: see the next test)
+    watched._missing_since -= EMPTY_SETTLES_NS
     assert watched.current() is not None and watched.current().destinations == {}
 
 
@@ -262,6 +264,24 @@ def test_an_empty_file_just_written_is_taken_for_one_being_written(rules_dir):
     assert watched.current() is first
     settled = time.time_ns() - EMPTY_SETTLES_NS - 1
     os.utime(path, ns=(settled, settled))
+    assert watched.current() is not None and watched.current().destinations == {}
+
+
+def test_a_file_gone_a_moment_is_taken_for_one_being_written(rules_dir):
+    """vim and Emacs rename alerting.yml to its backup, then write it anew: read in between, it routed nothing, and
+    every delivery waiting for a destination was dead-lettered. Gone for a while, it routes nothing."""
+    watched = RoutingFile(rules_dir)
+    path = write_alerting(rules_dir, 'destinations: {a: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [a]}]')
+    first = watched.current()
+    assert first is not None and list(first.destinations) == ["a"]
+    path.rename(path.with_name("alerting.yml~"))
+    assert watched.current() is first
+    write_alerting(rules_dir, 'destinations: {b: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [b]}]')
+    second = watched.current()
+    assert second is not None and list(second.destinations) == ["b"]
+    path.unlink()
+    assert watched.current() is second
+    watched._missing_since -= EMPTY_SETTLES_NS
     assert watched.current() is not None and watched.current().destinations == {}
 
 

@@ -285,18 +285,20 @@ def _problem(file: str, text: str) -> Problem:
 
 
 # An empty alerting.yml changed this recently is taken for one being written (an editor or `cat >` truncates the file,
-# then writes it): read then, it routed nothing, and every delivery waiting for a destination was dead-lettered.
+# then writes it): read then, it routed nothing, and every delivery waiting for a destination was dead-lettered. So is
+# one gone for less than this since it was last seen (vim and Emacs rename the file to its backup, then write it anew).
 EMPTY_SETTLES_NS = 2_000_000_000
 
 
 class RoutingFile:
-    """alerting.yml as it is now: read again whenever its size, time or inode changes (an empty one once it has
-    stayed so for EMPTY_SETTLES_NS)."""
+    """alerting.yml as it is now: read again whenever its size, time or inode changes (an empty or a missing one once
+    it has stayed so for EMPTY_SETTLES_NS)."""
 
     def __init__(self, rules_dir: Path) -> None:
         self.path = Path(rules_dir) / ROUTING_FILE
         self._stamp: tuple[int, int, int] | None = None
         self._good: Routing | None = None
+        self._missing_since: int | None = None  # (time.monotonic_ns) when a file read before was first found gone
         self.problems: list[Problem] = []
         self._lock = threading.Lock()  # the delivery worker and API requests both ask
 
@@ -327,8 +329,15 @@ class RoutingFile:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            self._stamp, self._good, self.problems = None, NO_ROUTING, []
+            now = time.monotonic_ns()
+            if self._stamp is not None:  # (a file was read: it may be between its backup and its new version)
+                if self._missing_since is None:
+                    self._missing_since = now
+                if now - self._missing_since < EMPTY_SETTLES_NS:
+                    return self._good
+            self._stamp, self._good, self.problems, self._missing_since = None, NO_ROUTING, [], None
             return NO_ROUTING
+        self._missing_since = None
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp != self._stamp and not (self._good is not None and _being_written(stat)):
             self._stamp = stamp
