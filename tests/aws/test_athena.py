@@ -91,6 +91,18 @@ def test_times_a_datetime_cannot_hold_are_answered_as_the_local_server_answers_t
     ]
 
 
+def test_times_in_a_named_zone_are_answered_as_the_local_server_answers_them(athena, moto_endpoint: str) -> None:
+    """One whose UTC is past 9999 (or before year 1) failed POST /query (OverflowError, a 500), and a timestamp(9)'s
+    in a named zone was answered as Athena's text of it; locally both are ISO-8601 in UTC."""
+    from loglake.lake.query_answers import result_to_dict
+
+    columns = [("last", "timestamp(3) with time zone"), ("ns", "timestamp(9) with time zone")]
+    rows = [["9999-12-31 23:59:00.000 America/New_York", "2026-07-01 12:00:00.123456789 Europe/Paris"]]
+    queue_result(moto_endpoint, columns, rows)
+    result = engine(athena).query("SELECT 1 FROM logs")
+    assert result_to_dict(result)["rows"] == [["+010000-01-01T04:59:00.000Z", "2026-07-01T10:00:00.123456789Z"]]
+
+
 def test_bytes_are_answered_in_base64_as_the_local_server_answers_them(athena, moto_endpoint: str) -> None:
     """Athena gives a varbinary as its hex, `68 69`: POST /query answered that text, where the local server answers
     base64."""

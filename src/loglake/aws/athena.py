@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -178,13 +178,27 @@ def _value(cell: dict, kind: str) -> Any:
 
 def _time(text: str, kind: str) -> datetime | str:
     """Athena's text of a `timestamp` (`2026-05-04 10:00:00.123`, UTC without a zone) or a `timestamp with time
-    zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime; one a datetime cannot hold exactly (a
-    `timestamp(9)`'s nanoseconds, a year past 9999, a zone given as an offset) as the ISO-8601 text the local
-    engine answers for it (time_answers), else the text itself."""
+    zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime (in UTC, as DuckDB gives one); one a datetime
+    cannot hold exactly (a `timestamp(9)`'s nanoseconds, a year past 9999, in UTC too, a zone given as an offset) as
+    the ISO-8601 text the local engine answers for it (time_answers), else the text itself."""
+    moment, _, zone = text.rpartition(" ") if "with time zone" in kind else (text, "", "")
     try:
-        moment, _, zone = text.rpartition(" ") if "with time zone" in kind else (text, "", "")
         if len(moment.rpartition(".")[2]) > 6 and "." in moment:
             raise ValueError("nanoseconds")  # (fromisoformat drops them)
-        return datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(zone) if zone else None)
-    except (ValueError, KeyError):  # (ZoneInfo raises a KeyError subclass for an unknown zone)
-        return text_as_iso(text) or text
+        value = datetime.fromisoformat(moment)
+        # (OverflowError: a zone's time whose UTC is past 9999 or before year 1, which json_value failed on)
+        return value.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC) if zone else value
+    except (ValueError, KeyError, OverflowError):  # (ZoneInfo raises a KeyError subclass for an unknown zone)
+        return text_as_iso(_with_offset(moment, zone) if zone else text) or text
+
+
+def _with_offset(moment: str, zone: str) -> str:
+    """`moment` with the offset named zone `zone` has there, as text_as_iso reads one (`... +02:00`); `moment`
+    with `zone` itself when it names none (an offset already, `+02:00`, or a zone the time cannot be read in)."""
+    try:
+        offset = datetime.fromisoformat(moment[:19]).replace(tzinfo=ZoneInfo(zone)).utcoffset()
+    except (ValueError, KeyError):
+        return f"{moment} {zone}"
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("+", seconds)
+    return f"{moment} {sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
