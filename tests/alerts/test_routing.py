@@ -267,6 +267,17 @@ def test_an_empty_file_just_written_is_taken_for_one_being_written(rules_dir):
     assert watched.current() is not None and watched.current().destinations == {}
 
 
+def test_an_empty_file_stamped_in_the_future_is_read(rules_dir):
+    """A clock behind the file's (a copy from another machine): its age is no measure, and it was never read."""
+    watched = RoutingFile(rules_dir)
+    path = write_alerting(rules_dir, 'destinations: {a: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [a]}]')
+    assert watched.current() is not None
+    path.write_text("")
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))
+    assert watched.current() is not None and watched.current().destinations == {}
+
+
 def test_a_file_gone_a_moment_is_taken_for_one_being_written(rules_dir):
     """vim and Emacs rename alerting.yml to its backup, then write it anew: read in between, it routed nothing, and
     every delivery waiting for a destination was dead-lettered. Gone for a while, it routes nothing."""

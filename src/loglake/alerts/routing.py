@@ -351,4 +351,4 @@ class RoutingFile:
 
 def _being_written(stat: os.stat_result) -> bool:
     """Whether alerting.yml is empty and changed within EMPTY_SETTLES_NS (see there)."""
-    return stat.st_size == 0 and time.time_ns() - stat.st_mtime_ns < EMPTY_SETTLES_NS
+    return stat.st_size == 0 and 0 <= time.time_ns() - stat.st_mtime_ns < EMPTY_SETTLES_NS  # (a future time: skew)
