@@ -261,8 +261,9 @@ def test_a_sender_holds_at_most_its_number_of_connections_and_one_past_it_is_ref
     assert sorted(syslog.stored()) == ["four", "one", "two", "unfinished"]
     assert [t.connections_over_limit for t in syslog.tallies if t.connections_over_limit] == [1]
     assert said_of(caplog) == [
-        "syslog: refused a connection from 127.0.0.1, which holds 2 open already (--syslog-max-connections-per-sender):"
-        " does it open a connection per message without closing them?"
+        # (the setting named as it was given: here in the environment)
+        "syslog: refused a connection from 127.0.0.1, which holds 2 open already"
+        " (LOGLAKE_SYSLOG_MAX_CONNECTIONS_PER_SENDER): does it open a connection per message without closing them?"
     ]
 
 

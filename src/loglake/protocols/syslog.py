@@ -75,7 +75,10 @@ class SyslogListeners:
         self._tls = parse_listen_address(settings.syslog_tls) if settings.syslog_tls else None
         self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key)
         # How the person gave each listener's settings, for the errors binding it meets (a port in use).
-        self._named = {name: settings.named(name) for name in (*SYSLOG_LISTENERS, "syslog_tls_cert", "syslog_tls_key")}
+        self._named = {
+            name: settings.named(name)
+            for name in (*SYSLOG_LISTENERS, "syslog_tls_cert", "syslog_tls_key", "syslog_max_connections_per_sender")
+        }
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
@@ -207,11 +210,11 @@ class SyslogListeners:
         if unsaid is not None:
             since = f"; {unsaid} more refused since the last said" if unsaid else ""
             _log.warning(
-                "syslog: refused a connection from %s, which holds %d open already "
-                "(--syslog-max-connections-per-sender): does it open a connection per message without closing "
-                "them?%s",
+                "syslog: refused a connection from %s, which holds %d open already (%s): does it open a connection "
+                "per message without closing them?%s",
                 peer,
                 held,
+                self._named["syslog_max_connections_per_sender"],
                 since,
             )
         return False
