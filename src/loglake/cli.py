@@ -22,6 +22,7 @@ from loglake.cli_maintenance import COMMANDS as MAINTENANCE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
     FOLLOWING_COMMANDS,
+    RECORD_FILTER_OPTIONS,
     Named,
     Number,
     SafeErrors,
@@ -40,6 +41,7 @@ from loglake.cli_options import (
     printable,
     say_none_found,
     say_retrying_now_and_then,
+    server_refused,
     settings_options,
     url_option,
 )
@@ -307,7 +309,7 @@ def recent(
                 shown = RecentlyShown(record["logId"] for record in logs)
                 _follow(client, filters, page["follow_cursor"], shown, show, interval, url)
     except ClientError as e:
-        raise click.ClickException(str(e)) from None
+        raise server_refused(e, RECORD_FILTER_OPTIONS | {"q": "--query"}) from None
     except KeyboardInterrupt:
         if not follow:
             raise  # work cut short: 130 (SafeErrors); a follow has no end but Ctrl-C, which ends it well (0)

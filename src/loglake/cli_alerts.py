@@ -25,8 +25,10 @@ from loglake.cli_options import (
     key_option,
     print_columns,
     printable,
+    server_refused,
     shown_json,
     url_option,
+    values_refused,
 )
 from loglake.cli_rules_folder import RULE_ID, find_rule_in, rules_settings
 from loglake.client import ClientError, LoglakeClient
@@ -314,10 +316,10 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
         with LoglakeClient(url, api_key) as client:
             return call(client)
     except ClientError as e:
-        message = str(e)
+        refused = server_refused(e, _LIST_OPTIONS)
         for route, command in _LISTED_BY.items():  # the API's pointer is not a command: tell the one that is
-            message = message.replace(route, command)
-        raise click.ClickException(message) from None
+            refused.message = refused.message.replace(route, command)
+        raise refused from None
 
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
@@ -329,12 +331,7 @@ def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
         with _alerts_db(data_dir) as conn:
             return call(conn)
     except InvalidAlertQuery as e:  # (values of the command line: a usage error, exit 2)
-        problems = [(_LIST_OPTIONS.get(name, name), reason) for name, reason in e.problems]
-        if len(problems) == 1:
-            raise click.BadParameter(problems[0][1], param_hint=problems[0][0]) from None
-        raise click.UsageError(
-            "; ".join(f"Invalid value for {option}: {reason}" for option, reason in problems)
-        ) from None
+        raise values_refused(e.problems, _LIST_OPTIONS) from None
     except (NoSuchAlert, AmbiguousAlert) as e:
         raise click.ClickException(f"{e}; `loglake alerts list` lists them") from None
     except sqlite3.OperationalError as e:

@@ -14,6 +14,7 @@ import click
 
 from loglake.cli_options import (
     CONTEXT,
+    RECORD_FILTER_OPTIONS,
     Number,
     TermsCommand,
     check_times,
@@ -25,6 +26,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    server_refused,
     shown_json,
     until_ctrl_c,
     url_option,
@@ -362,7 +364,7 @@ def search(
         with LoglakeClient(url, api_key) as client:
             page = client.search(params)
     except ClientError as e:
-        raise click.ClickException(str(e)) from None
+        raise server_refused(e, RECORD_FILTER_OPTIONS | {"q": "TERMS"}) from None
     for record in page["logs"]:
         (print_record_json if as_json else print_record_row)(record)
     if not page["logs"]:

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ import click
 import msgspec
 
 from loglake.alerts.evidence import raw_decoded
+from loglake.client import ClientError
 from loglake.config import ConfigError, Settings, env_name, flag_name, option_fields
 from loglake.config_load import configured_data_dir, load_settings
 from loglake.digits import number_text
@@ -528,6 +529,37 @@ def command_line(command: str, options: dict[str, str | None], url: str, search:
     if search:
         words += ["--", search] if search.startswith("-") else [search]  # (-- : not an option, whatever follows)
     return shlex.join(words)
+
+
+# A filter's API parameter and the option that gives it, for the commands that read records (search, recent).
+RECORD_FILTER_OPTIONS = {
+    "since": "--since",
+    "until": "--until",
+    "service": "--service",
+    "log_type": "--log-type",
+    "severity": "--severity",
+    "min_severity": "--min-severity",
+    "limit": "--limit",
+}
+
+
+def values_refused(problems: Sequence[tuple[str, str]], options: Mapping[str, str]) -> click.UsageError:
+    """Problems with values the command line gave ((name, reason), each name the option's in `options`), as click says
+    a bad option's value: a usage error (exit 2) naming the option."""
+    named = [(options.get(name, name), reason) for name, reason in problems]
+    if len(named) == 1:
+        return click.BadParameter(named[0][1], param_hint=named[0][0])
+    return click.UsageError("; ".join(f"Invalid value for {option}: {reason}" for option, reason in named))
+
+
+def server_refused(error: ClientError, options: Mapping[str, str]) -> click.ClickException:
+    """A server's refusal as the command says it: a 400 whose every detail is a value of the command's own options
+    (`options`: the API's parameter -> the option) is values_refused, naming the option typed where the server named
+    its parameter (`HTTP 400: min_severity: must be ...`, exit 1); anything else, its message."""
+    found = [(d.get("field"), d.get("reason")) for d in error.details if isinstance(d, dict)]
+    if error.status == 400 and found and all(name in options and reason for name, reason in found):
+        return values_refused(found, options)
+    return click.ClickException(str(error))
 
 
 def say_none_found(matching: str, since: str | None, until: str | None, hint: str = "") -> None:
