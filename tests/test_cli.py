@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import gzip
 import http.server
 import importlib.metadata
 import io
@@ -386,6 +387,15 @@ def test_send_of_a_file_name_says_how_to_send_the_file(tmp_path: Path, monkeypat
     result = run("send", "app.log", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 2, result.output
     assert "'app.log' is a file: to send its lines, run `loglake send < app.log`" in result.output
+
+
+def test_send_refuses_gzip_input_saying_how_to_send_it() -> None:
+    """`loglake send < app.ndjson.gz` stored one record of binary garbage and exited 0 (a trial): refused, before
+    any server is asked, saying how to send the lines."""
+    result = run("send", "--url", "http://127.0.0.1:9", input=gzip.compress(b'{"message": "a line"}\n'))
+    assert result.exit_code == 1, result.output
+    assert "the input is gzip-compressed: nothing was sent" in result.stderr
+    assert "zcat FILE.gz | loglake send" in result.stderr
 
 
 def test_send_joins_message_words(server: ServerProcess, admin_key: str, api: httpx.Client):

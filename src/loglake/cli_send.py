@@ -27,7 +27,7 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.model import Limits, Severity, is_valid_name
-from loglake.shipping import LineReader, Shipper, Tally, decode_line
+from loglake.shipping import CompressedInput, LineReader, Shipper, Tally, decode_line
 
 
 @click.command(context_settings=CONTEXT)
@@ -144,6 +144,9 @@ def send(
             progress.done()
             click.echo(f"loglake send: interrupted; {_unsent(shipper.tally)}", err=True)
             raise SystemExit(INTERRUPTED_EXIT) from None
+        except CompressedInput as e:
+            progress.done()
+            raise click.ClickException(str(e)) from None
         except OSError as e:
             progress.done()
             raise click.ClickException(f"reading stdin failed: {e}; {_unsent(shipper.tally)}") from None

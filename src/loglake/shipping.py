@@ -34,7 +34,19 @@ MAX_LINE_BYTES = 8 * 1024 * 1024  # longer lines are skipped (and reported): no 
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # of NDJSON; the server takes 10 MiB by default
 SERVER_ERROR_ATTEMPTS = 3  # a lone record answered 500 is tried this often before it is reported
 _BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
 _encode = msgspec.json.Encoder().encode
+
+
+class CompressedInput(ValueError):
+    """The input is gzip: its lines would be stored as one record of binary garbage (`loglake send < app.ndjson.gz`
+    stored that, exit status 0), so nothing of it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the input is gzip-compressed: nothing was sent; decompress it into loglake send,"
+            " e.g. `zcat FILE.gz | loglake send`"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class LineReader:
             return [self._line(b"", now_ms)] if ended else []
         if self.bytes_read == 0 and chunk.startswith(_BOM):
             chunk = chunk[len(_BOM) :]
+        elif self.bytes_read == 0 and chunk.startswith(_GZIP_MAGIC):  # (no text starts so: 0x8b is no first byte)
+            raise CompressedInput
         self.bytes_read += len(chunk)
         *complete, rest = chunk.split(b"\n")
         lines = [self._line(piece, now_ms) for piece in complete]
