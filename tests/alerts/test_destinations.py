@@ -82,19 +82,24 @@ def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_a
     make_delivery, alerts_db, receiver, monkeypatch
 ):
     """A receiver may allow-list by User-Agent (a trial found Slack and PagerDuty sent httpx's), and the
-    lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
+    lake's attributes (JSON text in its rows, NULL for a record sent without) reach a webhook as the object
+    GET /logs/{id} answers."""
     monkeypatch.setenv("PD_KEY", "k")
     delivery = make_delivery(every_http_destination(receiver))
     attributes = '{"ip":"198.51.100.50","tries":3,"ratio":1.50}'  # (its numbers as sent: 1.50 was 1.5)
     record = {"service": "auth", "message": "login failed", "attributes": attributes}
-    insert_alert(alerts_db, evidence=[record, {"message": "a SQL rule's own column", "attributes": "not json"}])
+    without = {"service": "auth", "message": "sent without attributes", "attributes": None}  # (NULL in the lake)
+    evidence = [record, {"message": "a SQL rule's own column", "attributes": "not json"}, without, {"n": 3}]
+    insert_alert(alerts_db, evidence=evidence)
     settle(delivery)
     agents = {r.path: r.headers["user-agent"] for r in receiver.requests}
     assert agents == dict.fromkeys(["/hook", "/slack", "/teams", "/pd"], f"loglake/{__version__}")
     [hook] = [r.json() for r in receiver.requests if r.path == "/hook"]
-    first, second = hook["alert"]["evidence"]
+    first, second, third, fourth = hook["alert"]["evidence"]
     assert first["attributes"] == {"ip": "198.51.100.50", "tries": 3, "ratio": 1.5}
     assert second["attributes"] == "not json"
+    assert third["attributes"] == {}  # as GET /logs/{id} answers a record sent without any
+    assert fourth == {"n": 3}  # (a SQL rule's row without the column: none added)
     [body] = [r.body.decode() for r in receiver.requests if r.path == "/hook"]
     assert f'"attributes":{attributes}' in body
 

@@ -13,8 +13,11 @@ def with_attributes_decoded(record: Any) -> Any:
     GET /logs/{id} answers them: a reader should not have to decode JSON inside JSON. The object is that JSON text
     (msgspec.Raw), which an encoder writes as it is: decoded and encoded again, its numbers lost their text (1.50
     became 1.5, 1E2 100.0) before the API, the UI or a webhook saw them. Python's json writes it with
-    `default=raw_decoded`."""
+    `default=raw_decoded`. A record sent without attributes holds NULL in the lake, and `{}` as GET /logs/{id}
+    answers it: a receiver reading `attributes.user` failed on the null."""
     attributes = record.get("attributes") if isinstance(record, dict) else None
+    if attributes is None and isinstance(record, dict) and "attributes" in record:
+        return {**record, "attributes": {}}
     if not isinstance(attributes, str):
         return record
     try:
