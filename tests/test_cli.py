@@ -967,6 +967,16 @@ def test_a_client_commands_time_that_does_not_read_is_a_usage_error_before_the_s
     assert reached.exit_code == 1 and "cannot reach loglake" in reached.stderr, reached.output
 
 
+def test_a_server_that_cannot_be_reached_is_said_with_how_to_name_another() -> None:
+    """A server started with LOGLAKE_PORT=19550 while the commands asked the default port: "is `loglake serve`
+    running?" (it was, elsewhere) said nothing of the option that names it."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # (nothing listens there)
+    reached = run("recent", "--url", nobody)
+    assert reached.exit_code == 1, reached.output
+    assert f"cannot reach loglake at {nobody}: " in reached.stderr
+    assert "is `loglake serve` running there? (--url or LOGLAKE_URL names the server)" in reached.stderr
+
+
 @pytest.mark.parametrize("command", [("recent",), ("search", "timeout")])
 def test_a_client_commands_window_that_ends_before_it_starts_is_a_usage_error(command: tuple[str, ...]) -> None:
     """`loglake recent --since 2h --until 3h` exited 1 on the server's refusal (and said the server was down when it

@@ -22,6 +22,8 @@ RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 LASTING_CODES = frozenset({"lake_unreadable"})
 # The server could not be reached, or went away before answering.
 UNREACHABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+# A server started on another port (`LOGLAKE_PORT=9000 make run`) is running, elsewhere: say how to name it.
+NOT_THERE = "is `loglake serve` running there? (--url or LOGLAKE_URL names the server)"
 READ_ATTEMPTS = 6  # reads retry "not now" answers, not an unreachable server: a person is waiting
 READ_GIVE_UP_SECONDS = 60.0
 
@@ -118,7 +120,7 @@ class LoglakeClient:
             yield from server_sent_events(response.iter_lines())
         except UNREACHABLE as e:
             reason = str(e) or type(e).__name__
-            raise ClientError(f"lost loglake at {self.url}: {reason}; is `loglake serve` running?") from None
+            raise ClientError(f"lost loglake at {self.url}: {reason}; {NOT_THERE}") from None
         finally:
             response.close()
 
@@ -195,7 +197,7 @@ class LoglakeClient:
                     response.close()
             except UNREACHABLE as e:
                 reason = str(e) or type(e).__name__
-                error = ClientError(f"cannot reach loglake at {self.url}: {reason}; is `loglake serve` running?")
+                error = ClientError(f"cannot reach loglake at {self.url}: {reason}; {NOT_THERE}")
                 if retry_unreachable:
                     raise TryAgain(error) from None
                 raise error from None
