@@ -2,6 +2,7 @@
 as a person reads it."""
 
 import math
+import struct
 from decimal import Decimal
 
 # From here on, whole numbers are not doubles of their own (2**53 + 1 is read as 2**53): compared as doubles, an id
@@ -40,3 +41,16 @@ def number_text(value: float) -> str:
         return f"{minus}0.{'0' * -point}{digits}"
     fraction = f".{digits[1:]}" if len(digits) > 1 else ""
     return f"{minus}{digits[0]}{fraction}e{'+' if point > 0 else '-'}{abs(point - 1)}"
+
+
+def single_float(value: float) -> float:
+    """A 4-byte float (given as the double it is exactly) as the double of its fewest digits that are that float:
+    0.1 for the float nearest 0.1, which is 0.10000000149011612 (at most 9 digits make any one)."""
+    if not math.isfinite(value):
+        return value
+    single = struct.pack("<f", value)
+    for digits in range(1, 10):
+        shortest = float(f"{value:.{digits}g}")
+        if struct.pack("<f", shortest) == single:
+            return shortest
+    return value

@@ -494,6 +494,16 @@ def test_times_are_answered_exactly_past_what_python_holds(local_engine: QueryEn
     ]
 
 
+def test_four_byte_floats_are_answered_as_their_fewest_digits(local_engine: QueryEngine) -> None:
+    """A FLOAT (REAL) was answered as the double it is exactly: 0.1::FLOAT read 0.10000000149011612 (DuckDB and
+    PostgreSQL show 0.1), in a list or struct too; a DOUBLE keeps its own digits."""
+    sql = """SELECT 0.1::FLOAT AS f, 3.14::REAL AS r, [0.1::FLOAT, 1e38::FLOAT, 'NaN'::FLOAT] AS l,
+        {'x': 123456.789::FLOAT} AS s, 0.1::FLOAT::DOUBLE AS widened, count(*)::FLOAT AS n"""
+    assert result_to_dict(local_engine.query(sql))["rows"] == [
+        [0.1, 3.14, [0.1, 1e38, "NaN"], {"x": 123456.79}, 0.10000000149011612, 1.0]
+    ]
+
+
 def test_a_maps_keys_are_named_as_their_values_are_answered(local_engine: QueryEngine) -> None:
     """Python's str named them: True, b'1', 2026-01-01 00:00:00.500000, 2025-12-31 22:00:00+00:00."""
     sql = """SELECT MAP {true: 1} AS b, MAP {'\\x01'::BLOB: 1} AS x, MAP {TIMESTAMP '2026-01-01 00:00:00.5': 1} AS t,

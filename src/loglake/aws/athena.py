@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import botocore.exceptions
 
+from loglake.lake.answer_values import text_as_iso
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.stop import OutOfTime, Stop, Stopped
-from loglake.lake.time_answers import text_as_iso
 
 _DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 # Athena's answers that mean "not now": too many queries running in the account, or throttled calls.
@@ -180,7 +180,7 @@ def _time(text: str, kind: str) -> datetime | str:
     """Athena's text of a `timestamp` (`2026-05-04 10:00:00.123`, UTC without a zone) or a `timestamp with time
     zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime (in UTC, as DuckDB gives one); one a datetime
     cannot hold exactly (a `timestamp(9)`'s nanoseconds, a year past 9999, in UTC too, a zone given as an offset) as
-    the ISO-8601 text the local engine answers for it (time_answers), else the text itself."""
+    the ISO-8601 text the local engine answers for it (answer_values), else the text itself."""
     moment, _, zone = text.rpartition(" ") if "with time zone" in kind else (text, "", "")
     try:
         if len(moment.rpartition(".")[2]) > 6 and "." in moment:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
+from loglake.lake.answer_values import answer_value, needs_answering
 from loglake.lake.arrow_answers import fetch_arrow_within
 from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, reading
@@ -51,7 +52,6 @@ from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, checked_select, client_error, nested_too_deep
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
-from loglake.lake.time_answers import answer_times, may_hold_times
 from loglake.lake.waiting import waiting_dir
 from loglake.lake.watchdog import QueryWatchdog
 from loglake.private_files import private_dir
@@ -363,7 +363,7 @@ class QueryEngine:
         rows), nested values as _fetch_nested fetches them; run again, once, with its INTERVAL columns as text
         when it has some (_columns_as_text). A user's answer (max_bytes given) also has its TIMESTAMP_NS and
         TIME_NS columns read as text (Python's times stop at microseconds), and its dates and times that Python
-        cannot hold as their answer's text (answer_times)."""
+        cannot hold as their answer's text (answer_value)."""
         description = result.description or []
         as_text = _columns_as_text(sql, description, _TEXT_KINDS if max_bytes is None else _ANSWER_TEXT_KINDS)
         if max_bytes is not None and any(_is_nested(d[1]) for d in description):
@@ -375,10 +375,10 @@ class QueryEngine:
             if max_bytes is None:
                 return result.fetchmany(cap + 1)
             rows = fetch_within(result, cap, max_bytes)
-        kinds = [d[1] if may_hold_times(d[1]) else None for d in description]
+        kinds = [d[1] if needs_answering(d[1]) else None for d in description]
         if not any(kinds):
             return rows
-        return [tuple(v if k is None else answer_times(v, k) for v, k in zip(row, kinds, strict=False)) for row in rows]
+        return [tuple(v if k is None else answer_value(v, k) for v, k in zip(row, kinds, strict=False)) for row in rows]
 
     def _fetch_nested(
         self,
@@ -494,7 +494,7 @@ def _files_read(operator: dict) -> int:
 
 # The columns _columns_as_text reads as text: DuckDB gives Python an interval as a timedelta, a month as 30 days,
 # which then read `30 days, 0:00:00`; and, in a user's answer, a TIMESTAMP_NS or TIME_NS as a datetime or time,
-# which hold microseconds (time_answers.answer_times writes a TIMESTAMP_NS's text as ISO-8601).
+# which hold microseconds (answer_values.answer_value writes a TIMESTAMP_NS's text as ISO-8601).
 _TEXT_KINDS = frozenset({"interval"})
 _ANSWER_TEXT_KINDS = _TEXT_KINDS | {"timestamp_ns", "time_ns"}
 

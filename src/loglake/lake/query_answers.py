@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
+from loglake.lake.answer_values import time_text
 from loglake.lake.sql_guard import QueryError
-from loglake.lake.time_answers import time_text
 
 
 class QueryBusy(Exception):
@@ -134,7 +134,7 @@ def answer_too_large(max_bytes: int, before: int) -> QueryError:
 
 
 def json_value(value: Any) -> Any:
-    """A DuckDB result value as JSON: times as ISO-8601 UTC text (time_answers), decimals as text (exact), bytes as
+    """A DuckDB result value as JSON: times as ISO-8601 UTC text (answer_values), decimals as text (exact), bytes as
     base64, a double's NaN and infinities, which JSON has no number for, as the text Trino's answers give them
     ("NaN", "Infinity", "-Infinity"; they were null, which read as SQL's NULL: `0/0` is not NULL)."""
     if value is None or isinstance(value, bool | int | str):
