@@ -22,7 +22,6 @@ from loglake.cli_maintenance import COMMANDS as MAINTENANCE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
     FOLLOWING_COMMANDS,
-    RECORD_FILTER_OPTIONS,
     Named,
     Number,
     SafeErrors,
@@ -309,7 +308,7 @@ def recent(
                 shown = RecentlyShown(record["logId"] for record in logs)
                 _follow(client, filters, page["follow_cursor"], shown, show, interval, url)
     except ClientError as e:
-        raise server_refused(e, RECORD_FILTER_OPTIONS | {"q": "--query"}) from None
+        raise server_refused(e) from None
     except KeyboardInterrupt:
         if not follow:
             raise  # work cut short: 130 (SafeErrors); a follow has no end but Ctrl-C, which ends it well (0)

@@ -296,11 +296,6 @@ def _print_alert(alert: dict[str, Any]) -> None:
     click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
 
 
-# The options of `alerts list` by the query parameter each gives (the list's parse names the parameters).
-_LIST_OPTIONS = {"q": "--query"} | {
-    name: f"--{name}" for name in ("status", "level", "rule", "since", "limit", "cursor")
-}
-
 # What the server's answers to an unknown or ambiguous id point to, and the command that lists the same.
 _LISTED_BY = {
     "GET /alerts lists them": "`loglake alerts list` lists them",
@@ -316,7 +311,7 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
         with LoglakeClient(url, api_key) as client:
             return call(client)
     except ClientError as e:
-        refused = server_refused(e, _LIST_OPTIONS)
+        refused = server_refused(e)
         for route, command in _LISTED_BY.items():  # the API's pointer is not a command: tell the one that is
             refused.message = refused.message.replace(route, command)
         raise refused from None
@@ -331,7 +326,7 @@ def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
         with _alerts_db(data_dir) as conn:
             return call(conn)
     except InvalidAlertQuery as e:  # (values of the command line: a usage error, exit 2)
-        raise values_refused(e.problems, _LIST_OPTIONS) from None
+        raise values_refused(e.problems) from None
     except (NoSuchAlert, AmbiguousAlert) as e:
         raise click.ClickException(f"{e}; `loglake alerts list` lists them") from None
     except sqlite3.OperationalError as e:

@@ -14,7 +14,6 @@ import click
 
 from loglake.cli_options import (
     CONTEXT,
-    RECORD_FILTER_OPTIONS,
     Number,
     TermsCommand,
     check_times,
@@ -364,7 +363,7 @@ def search(
         with LoglakeClient(url, api_key) as client:
             page = client.search(params)
     except ClientError as e:
-        raise server_refused(e, RECORD_FILTER_OPTIONS | {"q": "TERMS"}) from None
+        raise server_refused(e, {"q": "terms"}) from None  # (the API's q: the terms given)
     for record in page["logs"]:
         (print_record_json if as_json else print_record_row)(record)
     if not page["logs"]:

@@ -531,34 +531,32 @@ def command_line(command: str, options: dict[str, str | None], url: str, search:
     return shlex.join(words)
 
 
-# A filter's API parameter and the option that gives it, for the commands that read records (search, recent).
-RECORD_FILTER_OPTIONS = {
-    "since": "--since",
-    "until": "--until",
-    "service": "--service",
-    "log_type": "--log-type",
-    "severity": "--severity",
-    "min_severity": "--min-severity",
-    "limit": "--limit",
-}
+def typed_names(aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The running command's parameters by name, as a person types them (`min_severity`: `--min-severity`; an
+    argument by its metavar, `TERMS`), and `aliases`: another name (the API's) for one of them."""
+    params = click.get_current_context().command.params
+    typed = {p.name: max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name for p in params}
+    return typed | {alias: typed[name] for alias, name in (aliases or {}).items()}
 
 
-def values_refused(problems: Sequence[tuple[str, str]], options: Mapping[str, str]) -> click.UsageError:
-    """Problems with values the command line gave ((name, reason), each name the option's in `options`), as click says
-    a bad option's value: a usage error (exit 2) naming the option."""
-    named = [(options.get(name, name), reason) for name, reason in problems]
+def values_refused(problems: Sequence[tuple[str, str]], aliases: Mapping[str, str] | None = None) -> click.UsageError:
+    """Problems with values the command line gave ((name, reason), each name a parameter's, or one of `aliases`), as
+    click says a bad option's value: a usage error (exit 2) naming the option (typed_names)."""
+    typed = typed_names(aliases)
+    named = [(typed.get(name, name), reason) for name, reason in problems]
     if len(named) == 1:
         return click.BadParameter(named[0][1], param_hint=named[0][0])
     return click.UsageError("; ".join(f"Invalid value for {option}: {reason}" for option, reason in named))
 
 
-def server_refused(error: ClientError, options: Mapping[str, str]) -> click.ClickException:
-    """A server's refusal as the command says it: a 400 whose every detail is a value of the command's own options
-    (`options`: the API's parameter -> the option) is values_refused, naming the option typed where the server named
-    its parameter (`HTTP 400: min_severity: must be ...`, exit 1); anything else, its message."""
+def server_refused(error: ClientError, aliases: Mapping[str, str] | None = None) -> click.ClickException:
+    """A server's refusal as the command says it: a 400 whose every detail is a value of the command's own parameters
+    (by the API's name: the parameter's, or one of `aliases`) is values_refused, naming the option typed where the
+    server named its parameter (`HTTP 400: min_severity: must be ...`, exit 1); anything else, its message."""
     found = [(d.get("field"), d.get("reason")) for d in error.details if isinstance(d, dict)]
-    if error.status == 400 and found and all(name in options and reason for name, reason in found):
-        return values_refused(found, options)
+    typed = typed_names(aliases)
+    if error.status == 400 and found and all(name in typed and reason for name, reason in found):
+        return values_refused(found, aliases)
     return click.ClickException(str(error))
 
 
