@@ -88,17 +88,16 @@ def compact_days(
     partitions = _partitions(lake, days)
     for number, (prefix, listing) in enumerate(partitions):
         failed_before = len(failures)
-        table, day = partitions_of(prefix)["type"], partitions_of(prefix)["date"]
-        parts = [LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listing() if o.key.endswith(".parquet")]
-        for group in merge_groups(parts, target_bytes):
+        for group in merge_groups(_parts(prefix, listing()), target_bytes):
             if time_left is not None and not time_left():
                 report.left = [prefix for prefix, _ in partitions[number:]]
                 break
             merge(prefix, group)
         if report.left:
             break
-        if len(failures) == failed_before and table == APP_LOGS_TABLE.directory:
-            for note in (late or {}).get(date.fromisoformat(day), []):
+        partition = partitions_of(prefix)
+        if len(failures) == failed_before and partition["type"] == APP_LOGS_TABLE.directory:
+            for note in (late or {}).get(date.fromisoformat(partition["date"]), []):
                 lake.delete(note)
     if failures:
         raise MergesFailed(report, len(failures), failures[0]) from failures[0]
@@ -151,6 +150,16 @@ def _listed(lake: ObjectStore, prefix: str) -> list[ObjectInfo]:
     return list(lake.list(prefix))
 
 
+def _parts(prefix: str, listed: list[ObjectInfo]) -> list[LakeFile]:
+    """The parts among the objects listed in the partition `prefix` (no catalog here: their sizes alone are known)."""
+    partition = partitions_of(prefix)
+    return [
+        LakeFile(o.key, partition["type"], partition["date"], 0, 0, 0, o.size)
+        for o in listed
+        if o.key.endswith(".parquet")
+    ]
+
+
 def _merge_into(report: CompactReport, lake: ObjectStore, prefix: str, group: list[LakeFile], now_ms: int) -> None:
     report.written_files.append(_merge(lake, prefix, group, now_ms))
     report.merged_files += len(group)
@@ -161,9 +170,7 @@ def _quarantine_part(lake: ObjectStore, key: str, problem: str) -> None:
     if problem == MISSING_FROM_STORAGE:
         log.warning("lake file %s is gone from the bucket (deleted meanwhile): its day is merged without it", key)
         return
-    kept = quarantined_key(key)
-    lake.put(kept, lake.get(key))  # (a part merged is under half the target: it fits in memory)
-    lake.delete(key)
+    kept = _quarantined(lake, key)  # (a part merged is under half the target: it fits in memory)
     log.warning(
         "lake file %s is damaged (%s): moved to %s, out of Athena's reads and of later merges, and its day merged"
         " without it; its records are lost unless a good copy is put back at its key (from a backup, or the bucket's"
@@ -172,6 +179,14 @@ def _quarantine_part(lake: ObjectStore, key: str, problem: str) -> None:
         problem,
         kept,
     )
+
+
+def _quarantined(lake: ObjectStore, key: str) -> str:
+    """Move the object to the lake's QUARANTINE folder (out of Athena's reads and of later runs); its new key."""
+    kept = quarantined_key(key)
+    lake.put(kept, lake.get(key))
+    lake.delete(key)
+    return kept
 
 
 def recent_days(today: date, count: int = RECENT_DAYS) -> list[date]:
@@ -218,9 +233,7 @@ def finish_interrupted(
             if published and not _merged_again(lake, output, merge, target_bytes):
                 continue
             report.damaged[found.key] = "not a compaction journal"
-            kept = quarantined_key(found.key)
-            lake.put(kept, lake.get(found.key))
-            lake.delete(found.key)
+            kept = _quarantined(lake, found.key)
             log.warning(
                 "compaction journal %s does not read as one: moved to %s. %s",
                 found.key,
@@ -256,11 +269,7 @@ def _merged_again(
 ) -> bool:
     """Merge the published file `output` with the small parts of its partition (a merge's inputs are small)."""
     prefix = output.rsplit("/", 1)[0] + "/"
-    table, day = partitions_of(prefix)["type"], partitions_of(prefix)["date"]
-    listed = [o for o in lake.list(prefix) if o.key.endswith(".parquet")]
-    group = [
-        LakeFile(o.key, table, day, 0, 0, 0, o.size) for o in listed if o.key == output or o.size < target_bytes // 2
-    ]
+    group = [f for f in _parts(prefix, _listed(lake, prefix)) if f.key == output or f.bytes < target_bytes // 2]
     return len(group) < 2 or merge(prefix, group)
 
 
