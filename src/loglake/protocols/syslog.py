@@ -74,11 +74,8 @@ class SyslogListeners:
         self._tcp = parse_listen_address(settings.syslog_tcp) if settings.syslog_tcp else None
         self._tls = parse_listen_address(settings.syslog_tls) if settings.syslog_tls else None
         self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key)
-        # How the person gave each listener's settings, for the errors binding it meets (a port in use).
-        self._named = {
-            name: settings.named(name)
-            for name in (*SYSLOG_LISTENERS, "syslog_tls_cert", "syslog_tls_key", "syslog_max_connections_per_sender")
-        }
+        # (how the person gave a setting, for what its value meets: a port in use, a sender past its connections)
+        self._named = settings.named
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
@@ -112,18 +109,18 @@ class SyslogListeners:
         if self._sockets:
             return
         if self._tls is not None:
-            files = f"{self._named['syslog_tls_cert']}, {self._named['syslog_tls_key']}"
+            files = f"{self._named('syslog_tls_cert')}, {self._named('syslog_tls_key')}"
             self.tls = _tls_context(*self._tls_files, files)
         try:
             if self._udp is not None:
-                self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, self._named["syslog_udp"])
+                self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, self._named("syslog_udp"))
                 narrow = widen_receive_buffer(self._sockets["udp"])
                 if narrow is not None:
                     _log.warning(narrow)
             if self._tcp is not None:
-                self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, self._named["syslog_tcp"])
+                self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, self._named("syslog_tcp"))
             if self._tls is not None:
-                self._sockets["tls"] = _bind(self._tls, socket.SOCK_STREAM, self._named["syslog_tls"])
+                self._sockets["tls"] = _bind(self._tls, socket.SOCK_STREAM, self._named("syslog_tls"))
         except BaseException:
             self._close_sockets()
             raise
@@ -214,7 +211,7 @@ class SyslogListeners:
                 "per message without closing them?%s",
                 peer,
                 held,
-                self._named["syslog_max_connections_per_sender"],
+                self._named("syslog_max_connections_per_sender"),
                 since,
             )
         return False
