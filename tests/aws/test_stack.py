@@ -16,6 +16,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 assertions = pytest.importorskip("aws_cdk.assertions")
 
 from loglake.aws.deployment import load_deployment  # noqa: E402
+from loglake.aws.maintenance_lease import LEASE_KEY  # noqa: E402
 from loglake.aws.stack import LoglakeStack, build_app  # noqa: E402
 from loglake.lake.claim import CLAIM_KEY  # noqa: E402
 
@@ -441,7 +442,8 @@ def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) ->
     ]
     lake_puts = [s for s in statements if "s3:PutObject" in _actions(s) and "LakeBucket" in json.dumps(s["Resource"])]
     allowed = ("/type=app_logs/*", "/type=amplify_*", "/type=amplify_access/*", "/_state/amplify/*",
-               "/_state/compaction/*", f"/{CLAIM_KEY}", "/_quarantine/*", "/_state/late_parts/*")  # fmt: skip
+               "/_state/compaction/*", f"/{CLAIM_KEY}", "/_quarantine/*", "/_state/late_parts/*",
+               f"/{LEASE_KEY}")  # fmt: skip
     for statement in lake_puts:  # no function may write the whole lake
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         object_arns = [json.dumps(r) for r in resources if "/" in json.dumps(r)]
@@ -602,8 +604,12 @@ def test_a_daily_retention_function_may_only_list_and_delete_lake_objects(templa
     (policy,) = [
         p for p in template.find_resources("AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]
     ]
-    actions = {a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in _actions(st)}
-    assert "s3:DeleteObject*" in actions and not any(a.startswith(("s3:Put", "dynamodb:")) for a in actions)
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    actions = {a for st in statements for a in _actions(st)}
+    assert "s3:DeleteObject*" in actions and not any(a.startswith("dynamodb:") for a in actions)
+    # it writes one object: the lease that keeps it from a compaction at work (aws/maintenance_lease.py)
+    puts = [json.dumps(st["Resource"]) for st in statements if any(a.startswith("s3:Put") for a in _actions(st))]
+    assert puts and all(f"/{LEASE_KEY}" in put and "/type=" not in put for put in puts)
 
 
 def test_outputs_name_the_api_and_the_athena_settings(template) -> None:

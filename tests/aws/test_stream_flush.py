@@ -154,7 +154,8 @@ def test_a_compaction_run_starts_no_merge_it_has_no_time_for_and_the_next_run_co
         for n, back in enumerate(backs):
             handlers.flush_stream(stream_batch([record(back + batch, f"b{batch}")], 10 * n + batch), CONTEXT)
         handlers.flush_stream(stream_batch([record(today + batch, "today")], 100 + batch), CONTEXT)
-    clock = iter([MERGE_RESERVE_MS + 60_000, MERGE_RESERVE_MS - 1])  # time for one merge only
+    # time for one merge only (the first: the run's time when it took the lake's maintenance lease)
+    clock = iter([15 * 60_000, MERGE_RESERVE_MS + 60_000, MERGE_RESERVE_MS - 1])
     short = SimpleNamespace(**vars(CONTEXT), get_remaining_time_in_millis=lambda: next(clock))
     event = scheduled_event(time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     summary = handlers.compact(event, short)

@@ -14,6 +14,9 @@ whatever their age, a bounded number of them per run (scheduled_days). It merges
 too, a part per collection window and event date (amplify_steps.download), each (app, date) partition into one
 (amplify/lake_rows.merge_parts: one row per request id): the table is listed whole, as a collection may write to any
 day of an app's retention period, and merged it holds about a part per app and day.
+
+Two runs must not merge the same parts (each would publish them): the handler holds the lake's maintenance lease
+(aws/maintenance_lease.py) while a run works.
 """
 
 from __future__ import annotations

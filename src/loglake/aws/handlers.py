@@ -241,15 +241,24 @@ def _claimed_lake(context: Any) -> Any:
 
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.compaction import MERGE_RESERVE_MS, compact_days, late_days, scheduled_days
+    from loglake.aws.maintenance_lease import LakeBusy
 
     now = _event_time(event)
     lake = _claimed_lake(context)
-    late = late_days(lake)
-    days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else scheduled_days(now.date(), late)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    # A merge is only started with time for it left: what is left, the next run merges.
-    time_left = None if remaining is None else lambda: remaining() > MERGE_RESERVE_MS
-    report = compact_days(lake, days, int(now.timestamp() * 1000), late=late, time_left=time_left)
+    try:
+        with _maintenance_lease(lake, "compaction", context, MERGE_RESERVE_MS):
+            late = late_days(lake)
+            days = (
+                [date.fromisoformat(d) for d in event["days"]]
+                if event.get("days")
+                else scheduled_days(now.date(), late)
+            )
+            # A merge is only started with time for it left: what is left, the next run merges.
+            time_left = None if remaining is None else lambda: remaining() > MERGE_RESERVE_MS
+            report = compact_days(lake, days, int(now.timestamp() * 1000), late=late, time_left=time_left)
+    except LakeBusy as busy:
+        return _skipped(context, "lake_compaction", busy)
     summary = {"merged_files": report.merged_files, "written_files": report.written_files, "damaged": report.damaged,
                "late_days_waiting": len(set(late) - set(days)), "partitions_left": len(report.left),
                "first_left": report.left[0] if report.left else None}  # fmt: skip
@@ -261,14 +270,35 @@ def retention(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Daily: the lake's days past their retention deleted (aws/retention.py): app logs after
     LOGLAKE_RETENTION_DAYS (0 keeps them), Amplify logs after the configuration's logRetention.days
     (the configuration from the input's `config` or CONFIG_JSON, when the deployment collects any)."""
-    from loglake.aws.retention import expire_lake
+    from loglake.aws.maintenance_lease import LakeBusy
+    from loglake.aws.retention import RESERVE_MS, expire_lake
 
     now = _event_time(event)
     has_amplify = event.get("config") is not None or bool(os.environ.get("CONFIG_JSON"))
     amplify = _amplify_config(event) if has_amplify else None
     days = int(os.environ.get("LOGLAKE_RETENTION_DAYS", "365"))
-    summary = expire_lake(_lake(), now.date(), days, amplify).to_dict()
+    lake = _lake()
+    try:
+        with _maintenance_lease(lake, "retention", context, RESERVE_MS):
+            summary = expire_lake(lake, now.date(), days, amplify).to_dict()
+    except LakeBusy as busy:
+        return _skipped(context, "lake_retention", busy)
     _log_event(context, "lake_retention", summary)
+    return summary
+
+
+def _maintenance_lease(lake: Any, holder: str, context: Any, spare_ms: int) -> Any:
+    """The lake's maintenance lease for this run (aws/maintenance_lease.py), held until its end."""
+    from loglake.aws.maintenance_lease import maintenance_lease
+
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return maintenance_lease(lake, holder, remaining, spare_ms, getattr(context, "aws_request_id", None))
+
+
+def _skipped(context: Any, event_name: str, busy: Exception) -> dict[str, Any]:
+    """A maintenance run that found another at work: it did nothing, and says who holds the lake."""
+    summary = {"skipped": str(busy)}
+    _log_event(context, event_name, summary, level="WARNING")
     return summary
 
 

@@ -17,6 +17,10 @@ from loglake.amplify.config import AmplifyConfig
 from loglake.lake.layout import AMPLIFY_ACCESS, AMPLIFY_LOGS, APP_LOGS, partition_prefix, partitions_of
 from loglake.lake.objectstore import ObjectStore
 
+# A run starts with at least this much of its Lambda's time left (it waits for the lake's maintenance lease until
+# then): deleting a year of days' objects, a thousand at a time, takes well under a minute.
+RESERVE_MS = 2 * 60_000
+
 
 @dataclass
 class RetentionReport:

@@ -326,6 +326,41 @@ class S3ObjectStore(ObjectStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
+    # S3's conditional writes: of two clients writing one key at once on the same condition, one wins.
+
+    def put_if(self, key: str, data: bytes, etag: str | None) -> str | None:
+        """Write the object if there is none (`etag` None) or if it is still the version of that ETag: its new ETag,
+        or None when the condition failed."""
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            return self._call(
+                "put", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **condition
+            )["ETag"]
+        except ObjectStoreError as e:
+            if e.code in _CONDITION_FAILED:
+                return None
+            raise
+
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its ETag (what put_if and delete_if take), None when there is none."""
+        try:
+            response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        except ObjectStoreError as e:
+            if e.code == NO_SUCH_KEY:
+                return None
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def delete_if(self, key: str, etag: str) -> bool:
+        """Delete the object if it is still the version of that ETag: whether it was."""
+        try:
+            self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
+        except ObjectStoreError as e:
+            if e.code in _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
     def _call(self, action: str, key: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
@@ -337,6 +372,11 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import BotoCoreError, ClientError
 
         return (BotoCoreError, ClientError, S3UploadFailedError)
+
+
+# What S3 answers when a conditional write's condition fails: 412, 409 when another conditional write to the key
+# was under way, 404 when a version to match is gone.
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", NO_SUCH_KEY, "404"})
 
 
 def _addressable(key: str) -> bool:

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.storage import Storage
+from loglake.aws.maintenance_lease import LEASE_KEY
 from loglake.aws.stream_flush import LATE_PREFIX
 from loglake.lake.claim import CLAIM_KEY
 from loglake.lake.layout import QUARANTINE
@@ -89,6 +90,7 @@ class Pipeline(Construct):
         self.storage.lake_bucket.grant_read_write(function, f"{LATE_PREFIX}*")  # the days to look at beyond the week
         self.storage.lake_bucket.grant_put(function, f"{QUARANTINE}/*")  # the damaged parts it takes out
         self.storage.lake_bucket.grant_read_write(function, CLAIM_KEY)  # the deployment's claim on its lake
+        self.storage.lake_bucket.grant_read_write(function, LEASE_KEY)  # one maintenance run at a time
         hourly = cdk.Duration.hours(1)
         self.functions.schedule(
             self, "CompactSchedule", function, "compact_schedule", events.Schedule.rate(hourly), hourly
@@ -109,6 +111,7 @@ class Pipeline(Construct):
         )
         self.storage.lake_bucket.grant_read(function, "type=*")
         self.storage.lake_bucket.grant_delete(function, "type=*")
+        self.storage.lake_bucket.grant_read_write(function, LEASE_KEY)  # one maintenance run at a time
         payload = events.RuleTargetInput.from_object({"config": d.amplify}) if d.amplify is not None else None
         daily = events.Schedule.cron(minute="30", hour="2")
         self.functions.schedule(
