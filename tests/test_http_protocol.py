@@ -179,6 +179,12 @@ def test_a_head_that_does_not_end_in_time_is_answered_408_and_closed(monkeypatch
         assert answer.startswith(b"HTTP/1.1 408 ") and loop.time() - started < 5
         crlfs = await _exchange(port, *(b"\r\n" for _ in range(40)), pause=0.05)  # (no request line at all)
         assert crlfs.startswith(b"HTTP/1.1 408 ")
+        # The clock runs from the first byte: bytes that keep coming do not move it (each read moved it, and a
+        # head sent a byte every few seconds held its connection for ever).
+        # (within the 2 s a refused client's bytes are still read: after them, its answer is lost to a reset)
+        whole = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        assert (await _exchange(port, *(bytes([c]) for c in whole), pause=0.03)).startswith(b"HTTP/1.1 408 ")
+        assert (await _exchange(port, *(b"\r\n" for _ in range(30)), whole, pause=0.03)).startswith(b"HTTP/1.1 408 ")
         # A slow app is not a slow head: the answer comes whenever it is ready.
         assert (await _exchange(port, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).startswith(
             b"HTTP/1.1 200 "

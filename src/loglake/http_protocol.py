@@ -152,8 +152,7 @@ class HttpProtocol(asyncio.Protocol):
         # a head begins in is not, nor the one it ends in (each at most a read's size: the bound holds).
         whole_read_in_head, ended = self._in_head, self._heads_ended
         if self.current is None:  # (bytes before a request line, CRLFs say, start the head's clock too)
-            self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
-            self._arm()
+            self._start_head_clock()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # (no protocol is upgraded to: the request is answered, then closed)
@@ -206,8 +205,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url, self._headers, self._expects_continue = b"", [], False
         self._in_head, self._head_bytes, self._head_parts = True, 0, 0
-        self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
-        self._arm()
+        self._start_head_clock()
 
     # The target and each header as llhttp hands them over, counted: a head that arrived within a read or two,
     # which the reads' count in data_received does not see (an endless header is never handed over: they see it).
@@ -305,6 +303,13 @@ class HttpProtocol(asyncio.Protocol):
             (self.transport.pause_reading if pause else self.transport.resume_reading)()
 
     # -- deadlines --------------------------------------------------------------------------------------------
+
+    def _start_head_clock(self) -> None:
+        """The head's deadline, HEAD_SECONDS from its first byte; never moved by the bytes after it, which would
+        let a head trickled a byte at a time hold its connection for ever."""
+        if self._deadline is None or self._deadline_for != _HEAD:
+            self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
+            self._arm()
 
     def _arm(self) -> None:
         """Set the timer for the deadline, unless it is set for no later (it then looks again when it fires)."""
