@@ -194,6 +194,29 @@ def test_a_head_that_does_not_end_in_time_is_answered_408_and_closed(monkeypatch
     asyncio.run(scenario())
 
 
+def test_a_body_that_comes_too_slowly_is_answered_408_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn waited for a body's bytes for ever: a body sent a byte every few seconds (to the public POST
+    /session, say) held its connection, and what had come of it, for as long as its client liked."""
+    monkeypatch.setattr(http_protocol, "BODY_SECONDS", 0.5)
+    monkeypatch.setattr(http_protocol, "BODY_MIN_RATE", 10)
+
+    async def scenario() -> None:
+        server, port = await _serve()
+        head = b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stopped = await _exchange(port, head % 6 + b"abc")
+        assert stopped.startswith(b"HTTP/1.1 408 ") and b"body" in stopped and loop.time() - started < 5
+        # A byte every 0.2 s, under 10 a second: refused once the first 0.5 s and 0.1 s a byte are spent.
+        # (within the 2 s a refused client's bytes are still read: after them, its answer is lost to a reset)
+        assert (await _exchange(port, head % 12, *(b"x" for _ in range(12)), pause=0.2)).startswith(b"HTTP/1.1 408 ")
+        # Faster, it is the body, however long all of it takes.
+        assert (await _exchange(port, head % 30, *(b"x" for _ in range(30)), pause=0.05)).endswith(b"30 3")
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_malformed_request_is_answered_400_even_while_its_client_still_sends() -> None:
     """uvicorn closed at once, with the client's bytes unread: the kernel reset the connection and the client
     saw "connection reset", not the 400."""

@@ -27,7 +27,12 @@ at the first byte. Here a head is answered 431 and the connection closed once mo
 (counted in the target and headers llhttp hands over, and in the reads that hold nothing but the head, for a
 header that never ends; as nginx's large_client_header_buffers, 4 x 8 KiB by default, or Node's 16 KiB: 64 KiB
 leaves room for long URLs and cookies), and 408 once HEAD_SECONDS passed without its end (nginx's
-client_header_timeout is 60 s), so neither memory nor connections can be held with a head.
+client_header_timeout is 60 s), so neither memory nor connections can be held with a head. A body the app waits
+for is bounded likewise, as Apache's mod_reqtimeout bounds it (body=20,minrate=500): it has BODY_SECONDS from the
+app's first wait, and 1/BODY_MIN_RATE s more for each byte that came, then 408 (or, once the app's answer started,
+the connection closes). uvicorn waited for ever: a body sent a byte every few seconds (to the public POST /session,
+say) held its connection, and what had come of it, for as long as its client liked; a wait between two reads alone
+(nginx's client_body_timeout) does not stop that.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ import httptools
 
 MAX_HEAD_BYTES = 64 * 1024  # of a request's line and headers
 HEAD_SECONDS = 30.0  # from a request's first byte to the end of its head
+BODY_SECONDS = 20.0  # from the app's first wait for a body's bytes, before those that came extend it
+BODY_MIN_RATE = 500  # bytes a second: what each byte of a body extends its time by (1/500 s)
 LINGER_SECONDS = 2.0  # a refused client's bytes are read and dropped this long before its connection closes
 BODY_BUFFER_BYTES = 64 * 1024  # of a body received and not yet taken by the app, before reading pauses
 
@@ -63,7 +70,7 @@ _SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n"
     b"connection: close\r\n\r\nInternal Server Error"
 )
-_HEAD, _IDLE = "head", "idle"  # what a connection's deadline is for
+_HEAD, _BODY, _IDLE = "head", "body", "idle"  # what a connection's deadline is for
 
 
 def status_line(status: int) -> bytes:
@@ -311,6 +318,11 @@ class HttpProtocol(asyncio.Protocol):
             self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
             self._arm()
 
+    def body_awaited(self, deadline: float) -> None:
+        """The app waits for more of the current request's body, which must come by `deadline`."""
+        self._deadline, self._deadline_for = deadline, _BODY
+        self._arm()
+
     def _arm(self) -> None:
         """Set the timer for the deadline, unless it is set for no later (it then looks again when it fires)."""
         deadline = self._deadline
@@ -328,13 +340,21 @@ class HttpProtocol(asyncio.Protocol):
             self._arm()
         elif self._deadline_for == _IDLE:
             self.transport.close()
+        elif self._deadline_for == _BODY:
+            exchange = self.current
+            if exchange is not None and exchange.waiter is not None and exchange.more_body:  # (still waiting)
+                exchange.client_gone()  # (the app's receive says so, and what it would still send is dropped)
+                if exchange.started:
+                    self.transport.close()
+                else:
+                    self._refuse_head(408, f"the request's body came slower than {BODY_MIN_RATE} bytes a second")
         elif self._in_head or self.current is None:  # (else a request is being answered)
             self._refuse_head(408, f"the request's head did not end within {HEAD_SECONDS:g} s")
 
     # -- refusals ---------------------------------------------------------------------------------------------
 
     def _refuse_head(self, status: int, reason: str) -> None:
-        """A refusal of a head, logged as a malformed request is (a warning, then the answer)."""
+        """A refusal of a head (or a body too slow), logged as a malformed request is (a warning, then the answer)."""
         peer = "{}:{}".format(*self.client) if self.client else "?"
         logger.warning("%s from %s: closing the connection", reason, peer)
         self._refuse(status, reason)
@@ -363,6 +383,8 @@ class _Exchange:
     """One request and its answer: the ASGI app's receive and send for it, run as a task of its own."""
 
     __slots__ = (
+        "body_bytes",
+        "body_since",
         "buffered",
         "chunked",
         "chunks",
@@ -389,6 +411,8 @@ class _Exchange:
         self.continue_asked = continue_asked  # `Expect: 100-continue`, not yet answered
         self.chunks: list[bytes] = []  # of the body, received and not yet taken by the app
         self.buffered = 0  # their bytes
+        self.body_bytes = 0  # of the body received in all
+        self.body_since = 0.0  # the loop's time the app first waited for the body's bytes (0: not yet)
         self.more_body = True  # the body has not ended
         self.ended = False  # the app was given the body's end
         self.gone = False  # the client went away
@@ -440,6 +464,7 @@ class _Exchange:
             return 0
         self.chunks.append(body)
         self.buffered += len(body)
+        self.body_bytes += len(body)
         self._wake()
         return self.buffered
 
@@ -475,6 +500,10 @@ class _Exchange:
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 return {"type": "http.request", "body": body, "more_body": self.more_body}
             self.waiter = waiter = self.connection.loop.create_future()
+            if self.more_body:  # (the client's turn to send: bounded, as a head is)
+                if not self.body_since:
+                    self.body_since = self.connection.loop.time()
+                self.connection.body_awaited(self.body_since + BODY_SECONDS + self.body_bytes / BODY_MIN_RATE)
             await waiter
         return {"type": "http.disconnect"}
 
