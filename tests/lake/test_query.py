@@ -25,7 +25,7 @@ from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryError
-from loglake.lake.query_answers import result_to_dict
+from loglake.lake.query_answers import LakeUnreadable, result_to_dict
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import check_select, client_error, ilike_regex, rewrite_text_filters
 from loglake.store.sqlite import SQLiteHotStore
@@ -617,6 +617,23 @@ def test_plans_and_errors_name_lake_files_by_their_keys_not_server_paths(
         local_engine.query("SELECT count(*) FROM logs")
     assert "type=app_logs/date=2026-11-02/part-" in failed.value.message
     assert str(tmp_path) not in failed.value.message
+
+
+def test_a_lake_file_cut_short_is_unreadable_not_the_querys_fault_on_s3_too(
+    store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
+) -> None:
+    """On S3 pyarrow reads the files, and its error for one cut short (`Invalid: ... magic bytes not found`) was a
+    400 query_failed blaming the query, naming the object by its bucket and prefix."""
+    seed(store, days=2, per_day=50)
+    Flusher(store, lake).flush(before_ms=START + 2 * DAY)
+    key = sorted(key for (key,) in store.read("SELECT key FROM lake_files"))[0]
+    data = lake.get(key)
+    lake.put(key, data[: len(data) // 2])
+    with pytest.raises(LakeUnreadable) as failed:
+        engine.query("SELECT count(*) FROM logs")
+    assert key in str(failed.value)
+    if isinstance(lake, S3ObjectStore):
+        assert f"{lake.bucket}/{lake.prefix}" not in str(failed.value)
 
 
 def test_errors_never_advise_a_setting_the_sandbox_forbids() -> None:

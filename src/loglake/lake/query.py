@@ -43,7 +43,7 @@ from loglake.lake.answer_values import answer_value, needs_answering
 from loglake.lake.arrow_answers import fetch_arrow_within
 from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, reading
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
 from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import UNREADABLE_FILE, QueryViews
@@ -67,9 +67,10 @@ VALUE_OUT_OF_RANGE = (
     "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days, or of more months"
     " than 32 bits hold): give it as text (CAST(... AS VARCHAR))"
 )
-# DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
-# a storage that is down or slow, which a 400 (query_failed) blamed on the query.
-_ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError)")
+# DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error
+# (a storage that is down or slow) or finds an object that is no Parquet file (`Invalid`: one cut short), which a
+# 400 (query_failed) blamed on the query.
+_ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError|Invalid)")
 # DuckDB's errors for a local lake file damaged outside loglake: Thrift's, decoding a page header overwritten
 # (they name no file), and DuckDB's own naming the file (cut short, pages that do not decompress). A user's SQL
 # reads no other file (external access is off), so they are the lake's, not the query's.
@@ -125,6 +126,8 @@ class QueryEngine:
         self._server_paths = [(str(work_dir.resolve()), "tmp/duckdb")]
         if isinstance(lake, LocalObjectStore):
             self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
+        elif isinstance(lake, S3ObjectStore):  # (pyarrow's errors name an object as bucket/prefix/key)
+            self._server_paths.insert(0, (f"{lake.bucket}/{lake.prefix}type=", "type="))
         self._views = QueryViews(lake, waiting_dir(store.path.parent))
         self._watchdog = QueryWatchdog("loglake-query-timeout")
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
