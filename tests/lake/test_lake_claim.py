@@ -4,19 +4,27 @@ its own 2,002 records, and readers through it lost the first one's 70,528)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from loglake.config import ConfigError, Settings
+from loglake.lake import objectstore
 from loglake.lake.claim import CATALOG_ID_FILE, CLAIM_KEY, catalog_id
 from loglake.lake.lake import object_store
+from loglake.lake.location import LOCATION_FILE
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.store.sqlite import SQLiteHotStore
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.store.contract import record
@@ -101,6 +109,65 @@ def test_flush_from_a_second_data_dir_is_refused_and_leaves_the_lake_as_it_was(
     assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
     assert "is catalogued by another loglake data dir" in second.stderr
     assert client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read() == manifest
+
+
+@contextlib.contextmanager
+def unreachable_until_opened(endpoint: str) -> Iterator[tuple[str, Callable[[], None]]]:
+    """An endpoint that refuses connections until `open_it()`, then forwards them to `endpoint` (a store back up)."""
+    target = urlsplit(endpoint)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listeners: list[socket.socket] = []
+    connections: list[socket.socket] = []
+
+    def forward(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve(listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                upstream = socket.create_connection((target.hostname, target.port))
+                connections.extend((client, upstream))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=forward, args=(a, b), daemon=True).start()
+
+    def open_it() -> None:
+        listeners.append(socket.create_server(("127.0.0.1", port)))
+        threading.Thread(target=serve, args=(listeners[0],), daemon=True).start()
+
+    yield f"http://127.0.0.1:{port}", open_it
+    for opened in listeners + connections:
+        opened.close()
+
+
+def test_a_lake_unreachable_when_opened_is_claimed_before_its_first_write(
+    s3_server: S3Server, s3_bucket: tuple, tmp_path: Path, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started while its lake could not be reached (a warning) never claimed it: once the store was back,
+    its flushes wrote their parts, and the manifest, into a lake another data dir had claimed meanwhile (a trial)."""
+    monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 1)
+    client, bucket, prefix = s3_bucket
+    with unreachable_until_opened(s3_server.endpoint) as (endpoint, open_it):
+        late = object_store(replace(_settings(tmp_path / "late", s3_server, bucket, prefix), lake_endpoint=endpoint))
+        own = replace(_settings(tmp_path / "own", s3_server, bucket, f"{prefix}/own"), lake_endpoint=endpoint)
+        unclaimed = object_store(own)
+        object_store(_settings(tmp_path / "first", s3_server, bucket, prefix))  # (claims the lake)
+        open_it()
+        with pytest.raises(ObjectStoreError, match="is catalogued by another loglake data dir"):
+            late.put("type=app_logs/_manifest.json", b"[]")
+        assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/type=")
+        assert not (tmp_path / "late" / LOCATION_FILE).exists()
+
+        unclaimed.put("type=app_logs/_manifest.json", b"[]")  # (a lake no one claimed meanwhile: now its)
+    claim = json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/own/{CLAIM_KEY}")["Body"].read())
+    assert claim["catalog"] == catalog_id(tmp_path / "own")
+    assert json.loads((tmp_path / "own" / LOCATION_FILE).read_text())["prefix"] == f"{prefix}/own"
 
 
 def test_a_data_dir_has_one_id_however_many_processes_make_it_at_once(tmp_path: Path) -> None:

@@ -62,12 +62,13 @@ def catalog_id(data_dir: Path) -> str | None:
     return path.read_text().strip()
 
 
-def claim_lake(objects: ObjectStore, settings: Settings, where: str) -> None:
-    """Claim the S3 lake `where` for the settings' data dir if no data dir has yet; ConfigError when another has. A
-    store that cannot be read now is left unclaimed (serve's probe says so; the next command checks again)."""
+def claim_lake(objects: ObjectStore, settings: Settings, where: str) -> bool:
+    """Claim the S3 lake `where` for the settings' data dir if no data dir has yet; ConfigError when another has.
+    False when the store cannot be read now: the lake is left unclaimed (serve's probe says so; the next command,
+    or this one's first write, checks again)."""
     ours = catalog_id(Path(settings.data_dir))
     if ours is None:
-        return
+        return True  # (nothing to claim for: a command that creates no data dir writes no lake)
     try:
         claim = _claim(objects, where)
         if claim is None:
@@ -80,9 +81,9 @@ def claim_lake(objects: ObjectStore, settings: Settings, where: str) -> None:
             objects.put(CLAIM_KEY, json.dumps(mine).encode())
             claim = _claim(objects, where)  # (read back: of two data dirs claiming it at once, the last write won)
     except ObjectStoreError:
-        return
+        return False
     if claim is None or claim.get("catalog") == ours:
-        return
+        return True
     if claim.get("deployment"):
         raise ConfigError(
             f"the lake {where} is the AWS deployment's (its functions flush, compact and expire the lake by listing "

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from loglake.config import Settings
+from loglake.config import ConfigError, Settings
 from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.bulk import BulkWriter
 from loglake.lake.claim import claim_lake
@@ -112,9 +112,23 @@ def object_store(settings: Settings) -> ObjectStore:
         return LocalObjectStore(settings.lake_dir)
     check_lake_location(settings, record=False)  # (recorded once the lake is the data dir's: claimed)
     objects = s3_objects(settings.lake_bucket, settings.lake_prefix, settings.lake_endpoint, settings.lake_region)
-    claim_lake(objects, settings, lake_description(settings))
-    check_lake_location(settings)
+    if claim_lake(objects, settings, lake_description(settings)):
+        check_lake_location(settings)
+    else:  # unreachable now: a server started so claims it before it writes there (else two data dirs write it)
+        objects.claim_before_writing(lambda: _claim_later(objects, settings))
     return objects
+
+
+def _claim_later(objects: ObjectStore, settings: Settings) -> bool:
+    """claim_lake for a write: another data dir's claim refuses the write (ObjectStoreError, which the lake's
+    writes report: /healthz, a bulk batch's 503), saying whose the lake is."""
+    try:
+        claimed = claim_lake(objects, settings, lake_description(settings))
+        if claimed:
+            check_lake_location(settings)
+    except ConfigError as e:
+        raise ObjectStoreError(str(e), "LakeClaimed") from None
+    return claimed
 
 
 class Lake:

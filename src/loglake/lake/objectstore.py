@@ -11,9 +11,10 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,28 @@ class S3ObjectStore(ObjectStore):
         # botocore Credentials for readers that do not go through boto3 (pyarrow, for SQL); None =
         # their own standard credential chain.
         self.credentials = credentials
+        self._claim: Callable[[], bool] | None = None
+        self._claiming = threading.RLock()
+
+    def claim_before_writing(self, claim: Callable[[], bool]) -> None:
+        """Have the first write call `claim` first (and every write until it answers True): a lake that could not be
+        claimed when it was opened (unreachable, claim.py) may have been claimed by another data dir meanwhile,
+        whose lake this one's writes would then join. `claim` raises ObjectStoreError to refuse the write."""
+        self._claim = claim
+
+    def _claimed(self) -> None:
+        if self._claim is None:
+            return
+        with self._claiming:  # (reentrant: the claim's own write comes back here, and passes)
+            claim, self._claim = self._claim, None
+            if claim is None:
+                return
+            try:
+                if not claim():
+                    self._claim = claim  # (still unreachable: this write fails, the next one claims again)
+            except BaseException:
+                self._claim = claim
+                raise
 
     def arrow_filesystem(self) -> Any:
         """A pyarrow S3 filesystem for the same endpoint, region and credentials as the client."""
@@ -297,9 +320,11 @@ class S3ObjectStore(ObjectStore):
         return self.prefix + check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
+        self._claimed()
         self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def put_file(self, key: str, path: Path) -> None:
+        self._claimed()
         self._call("put", key, self.client.upload_file, str(path), self.bucket, self._key(key))
 
     def get(self, key: str) -> bytes:
