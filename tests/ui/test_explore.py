@@ -282,6 +282,25 @@ def test_a_server_that_does_not_answer_is_one_error_gone_once_it_is_back(page, l
     assert page.locator(".histogram svg.chart").count() == 1
 
 
+def test_signing_out_while_the_server_does_not_answer_says_so_and_signs_out_once_it_is_back(page, loglake):
+    """Only the server ends a session (the cookie is HttpOnly): the page went to /login anyway, which the
+    browser could not open, and once the server was back the UI let the same browser in again."""
+    sign_in(page, loglake)
+    page.locator(".record").first.wait_for()
+    loglake.server.stop()
+    try:
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("heading", name="Not signed out").wait_for()
+        said = page.locator(".error-box").inner_text()
+        assert "loglake did not answer" in said and "asks again every few seconds" in said, said
+        assert page.url.endswith("/ui/explore")
+    finally:
+        loglake.server.start(timeout=60)  # the module's other tests use it
+    page.wait_for_url("**/login", timeout=30_000)  # signed out by the server, once it answered
+    page.goto(loglake.url + "/ui/explore")
+    page.wait_for_url("**/login**")
+
+
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
     refused, said = [], []
     page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)

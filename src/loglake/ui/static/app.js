@@ -154,6 +154,23 @@ function setupLinks() {
   window.addEventListener("popstate", draw);
 }
 
+// Only a server that ended the session signs the browser out: the cookie is HttpOnly, so the page cannot drop it.
+// Sent to /login without that (the server down, a 5xx), the browser stayed signed in, and was let in again
+// once the server was back, by a person who had seen it go to the sign-in page.
+async function signOut() {
+  let answer;
+  try {
+    answer = await api("/session", { method: "DELETE" });
+  } catch (error) {
+    if (leave) leave();
+    leave = null;
+    replace(main, h("h1", { text: "Not signed out" }), errorBox(error, signOut));
+    return;
+  }
+  // On AWS the answer names Cognito's sign-out, which ends the hosted UI's session and comes back to /login.
+  location.assign(answer?.sign_out_url || "/login");
+}
+
 async function start() {
   setupTheme();
   setupTimeZone();
@@ -166,15 +183,7 @@ async function start() {
   }
   setCsrfToken(session.csrf_token);
   setRateLimit(session.rate_limit, session.rate_burst);
-  document.getElementById("signout").addEventListener("click", async () => {
-    let next = "/login";
-    try {
-      // On AWS the answer names Cognito's sign-out, which ends the hosted UI's session and comes back to /login.
-      next = (await api("/session", { method: "DELETE" }))?.sign_out_url || next;
-    } finally {
-      location.assign(next);
-    }
-  });
+  document.getElementById("signout").addEventListener("click", signOut);
   setupKeyboard();
   setupLinks();
   drawNav();
