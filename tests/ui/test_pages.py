@@ -833,3 +833,27 @@ def test_a_conflicts_time_is_shown_in_the_zone_of_every_time_on_the_page(browser
         assert at not in said.inner_text()
     finally:
         context.close()
+
+
+def test_a_refused_querys_message_quotes_its_times_as_written(browser, loglake):
+    """A UI trial: the times in an error's message were written in the page's zone, those of the SQL that DuckDB's
+    message quotes too: the error showed a query that was never sent, its caret beside the mistake."""
+    sql = "SELECT nosuchcol FROM logs WHERE message = '2026-01-01T00:00:00Z'"
+    with loglake.client() as c:
+        said = c.post("/query", json={"sql": sql}).json()["error"]["message"]
+    assert "'2026-01-01T00:00:00Z'" in said and "^" in said
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        sign_in(page, loglake)
+        page.get_by_role("link", name="SQL").click()
+        page.get_by_label("SQL query").fill(sql)
+        page.get_by_label("SQL query").press("Control+Enter")
+        page.locator(".sql-output .error-box").wait_for()
+        assert page.locator(".sql-output .error-box p").first.text_content() == said
+        # a search's term quoted alike
+        page.goto(loglake.url + "/ui/explore?" + urlencode({"q": '"2026-01-01T00:00:00Z'}))
+        page.locator(".results .error-box").filter(has_text="unbalanced").wait_for()
+        assert "'\"2026-01-01T00:00:00Z'" in page.locator(".results .error-box").inner_text()
+    finally:
+        context.close()
