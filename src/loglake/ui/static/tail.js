@@ -25,15 +25,17 @@ export function startTail(box, state, go, stopped) {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
     pause.setAttribute("aria-pressed", String(paused));
-    if (!paused) { held.forEach(show); held = []; }
+    if (!paused) { show(held); held = []; }
   } });
   const follow = h("input", { type: "checkbox", id: "autoscroll", checked: true });
   replace(box, h("div", { class: "tail-bar" }, pause, h("label", { for: "autoscroll" }, follow, " Keep the newest in view"), rate, note), list);
 
-  function show(record) {
-    list.prepend(recordRow(record, state, go));
+  // (records oldest first, in one change of the list: Resume drew each held record, and scrolled to it, in turn,
+  // which held the page still for seconds)
+  function show(records) {
+    list.prepend(...records.map((record) => recordRow(record, state, go)).reverse());
     while (list.children.length > KEPT) list.lastChild.remove();
-    if (follow.checked) list.firstChild.scrollIntoView({ block: "nearest" });
+    if (follow.checked) list.firstChild?.scrollIntoView({ block: "nearest" });
   }
 
   const address = url("/logs/tail", { q: state.q });
@@ -53,8 +55,12 @@ export function startTail(box, state, go, stopped) {
       const record = parseJson(event.data, { asSent: true });
       lastShownAt = Date.now();
       arrivals.push(lastShownAt);
-      if (paused) held.push(record);
-      else show(record);
+      if (paused) {
+        held.push(record);
+        // Resume shows the newest KEPT at most: an older one held would leave the list as soon as it came in (a
+        // tail paused for a night held every record of the night)
+        if (held.length > KEPT) held.shift();
+      } else show([record]);
     });
     source.addEventListener("dropped", (event) => {
       // The server keeps the newest of a burst: the dropped came before them, since the last record shown.
