@@ -15,7 +15,8 @@ from loglake.cli_options import CONTEXT, WholeNumber, data_dir_option_with, prog
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
-from loglake.lake.verify import verify_databases, verify_lake
+from loglake.lake.verify import verify_databases, verify_lake, verify_waiting
+from loglake.lake.waiting import QUARANTINE_DIR, WAITING_DIR, quarantine_batches, waiting_dir
 
 maintenance_data_dir_option = data_dir_option_with(
     "loglake's data folder; lake settings come from LOGLAKE_* and the --config file."
@@ -177,13 +178,15 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     if not catalog_damaged:
         with local_lake(data_dir) as lake:
             verify_lake(report, lake.store, lake.objects, progress)
+            verify_waiting(report, lake.store)
     seconds = time.monotonic() - started
     for damaged in report.damaged:
         click.echo(f"DAMAGED {damaged.what}: {damaged.problem}")
     databases = len(report.databases)
     click.echo(
-        f"checked {databases} database(s) and {report.files:,} lake file(s) ({report.records:,} records, "
-        f"{_mb(report.bytes)}) in {seconds:.1f} s"
+        f"checked {databases} database(s) and {report.files:,} lake file(s)"
+        + (f" and {report.waiting:,} waiting bulk batch(es)" if report.waiting else "")
+        + f" ({report.records:,} records, {_mb(report.bytes)}) in {seconds:.1f} s"
         + (f"; {report.replaced} replaced by maintenance meanwhile were passed over" if report.replaced else "")
         + (f"; the lake was not checked: its catalog is in the damaged {hot_db.name}" if catalog_damaged else "")
     )
@@ -191,11 +194,16 @@ def verify(quarantine: bool, data_dir: Path) -> None:
         click.echo("all ok")
         return
     lake_files = [damaged.what for damaged in report.damaged if damaged.what not in report.databases]
+    batches = [file.removeprefix(f"{WAITING_DIR}/") for file in lake_files if file.startswith(f"{WAITING_DIR}/")]
     if quarantine and lake_files:
         with local_lake(data_dir) as lake:
-            for file, kept in lake.quarantine(lake_files):
+            for file, kept in lake.quarantine(set(lake_files) - {f"{WAITING_DIR}/{b}" for b in batches}):
                 where = f"the file kept as {lake.objects.uri(quarantined_key(file.key))}" if kept else "no file left"
                 click.echo(f"QUARANTINED {file.key}: its {file.records:,} records out of the catalog, {where}")
+            folder = waiting_dir(data_dir)
+            for name, rows, kept in quarantine_batches(lake.store, folder, batches):
+                where = f"the file kept as {folder / QUARANTINE_DIR / name}" if kept else "no file left"
+                click.echo(f"QUARANTINED {WAITING_DIR}/{name}: its {rows:,} records out of hot.db, {where}")
         sys.exit(1)
     backup = "restore them from a backup of the data dir (README: Where the data lives)."
     advice = f"{len(report.damaged)} damaged: {backup}"

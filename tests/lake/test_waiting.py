@@ -22,9 +22,18 @@ from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import reading
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import TimeRange
+from loglake.lake.query_answers import LakeUnreadable
 from loglake.lake.reads import facets, get, histogram, recent, search
 from loglake.lake.schema import LAKE_SCHEMA
-from loglake.lake.waiting import batch_file_name, sweep, waiting_dir, write_batch_file
+from loglake.lake.verify import VerifyReport, verify_waiting
+from loglake.lake.waiting import (
+    QUARANTINE_DIR,
+    batch_file_name,
+    quarantine_batches,
+    sweep,
+    waiting_dir,
+    write_batch_file,
+)
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
@@ -375,3 +384,40 @@ def test_a_maintenance_turn_leaves_the_batches_its_mover_waits_for_and_moves_tho
         later.close()
     finally:
         store.close()
+
+
+def test_a_waiting_batch_gone_or_damaged_is_named_by_reads_and_verify_and_the_others_move(lake: Lake) -> None:
+    """A waiting batch's file missing (a copy of the data dir without `waiting/`) made every move go round and round
+    (`loglake flush --all` never ended) and every SQL query fail with a traceback; one cut short stopped every move
+    for good, recent logs answered a 500 and `loglake verify` said "all ok"."""
+    tables = [batch(days=1, per_day=1200 + i) for i in range(3)]
+    for table in tables:
+        lake.bulk.submit(table).result()
+    folder = waiting_dir(lake.store.path.parent)
+    gone, cut, _ = [file for (file,) in lake.store.read("SELECT file FROM bulk_batches ORDER BY batch_id")]
+    (folder / gone).unlink()
+    os.truncate(folder / cut, 1000)
+
+    for read in (
+        lambda: sql_ids(lake),
+        lambda: recent(lake.store, lake.recent_reader, RecentQuery(since_ms=START, limit=3)),
+    ):
+        with pytest.raises(LakeUnreadable, match=f"waiting/{gone}: missing from the data dir") as refused:
+            read()
+        assert "Traceback" not in str(refused.value)
+    report = VerifyReport()
+    verify_waiting(report, lake.store)
+    assert report.waiting == 3 and [d.what for d in report.damaged] == [f"waiting/{gone}", f"waiting/{cut}"]
+    assert report.damaged[1].problem.startswith("damaged: ")
+
+    moving = threading.Thread(target=lake.bulk.move_waiting)
+    moving.start()
+    moving.join(timeout=30)
+    assert not moving.is_alive()
+    assert waiting_count(lake.store) == (2, 2401)  # the readable batch moved, the two others stay as they were
+    assert sorted(lake_ids(lake.store, lake.objects)) == sorted(tables[2].column("log_id").to_pylist())
+
+    taken = quarantine_batches(lake.store, folder, [gone, cut])
+    assert taken == [(gone, 1200, False), (cut, 1201, True)] and (folder / QUARANTINE_DIR / cut).exists()
+    assert waiting_count(lake.store) == (0, 0)
+    assert sorted(sql_ids(lake)) == sorted(tables[2].column("log_id").to_pylist())

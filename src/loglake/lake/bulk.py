@@ -46,10 +46,12 @@ from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.waiting import (
     BatchRow,
+    BatchUnreadable,
     MovedElsewhere,
     batch_file_name,
     batch_row,
     delete_moved_batches,
+    is_named,
     oldest_batches,
     read_batch_file,
     store_batches,
@@ -131,6 +133,7 @@ class BulkWriter:
         self._mover_wake = threading.Condition(self._lock)
         self._closing = False
         self._moving = threading.Lock()  # one move at a time in this process (another's is told apart on commit)
+        self._unreadable: set[str] = set()  # waiting batch files found unreadable: passed over by the moves
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
         """Start writing a batch; the future resolves once it is durable, in the catalog (with the parts
@@ -309,14 +312,18 @@ class BulkWriter:
         moved, parts = 0, []
         with self._moving:
             while True:
-                ids, files, _ = oldest_batches(self.store.read, MOVED_ROWS)
+                ids, files, _ = oldest_batches(self.store.read, MOVED_ROWS, self._unreadable)
                 if ids:
-                    # A file gone, or a row gone at the commit: another process moved them; read what is left.
-                    with contextlib.suppress(MovedElsewhere, FileNotFoundError):
-                        table = pa.concat_tables([read_batch_file(self._folder, file) for file in files])
-                        parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
-                        moved += table.num_rows
-                        del table  # (its files stay mapped while it lives: not while the next move reads)
+                    # A row gone at the commit: another process moved them; read what is left.
+                    with contextlib.suppress(MovedElsewhere):
+                        try:
+                            table = pa.concat_tables([read_batch_file(self._folder, file) for file in files])
+                        except BatchUnreadable as e:
+                            self._pass_over(e)
+                        else:
+                            parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
+                            moved += table.num_rows
+                            del table  # (its files stay mapped while it lives: not while the next move reads)
                 with self._lock:
                     self._stored = waiting(self.store.read)[1:3]
                     if not self._stored[0]:
@@ -328,6 +335,18 @@ class BulkWriter:
                         break
             self._sweep()
         return moved, parts
+
+    def _pass_over(self, error: BatchUnreadable) -> None:
+        """A batch whose file cannot be read stays as it is, and the others move without it: read again at every
+        move, it stopped every batch behind it for good (or, gone, a move that went round and round)."""
+        if not is_named(self.store.read, error.file):
+            return  # (another process moved it, and deleted its file, meanwhile)
+        self._unreadable.add(error.file)
+        log.warning(
+            "%s: its batch stays waiting and the others move without it; `loglake verify` names it: restore it from"
+            " a backup of the data dir, or `loglake verify --quarantine` takes it out, its records with it",
+            error.reason,
+        )
 
     def _sweep(self) -> None:
         """Delete the files of moved batches, and those left by writers that failed or died, unless a

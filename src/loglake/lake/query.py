@@ -44,9 +44,9 @@ from loglake.lake.arrow_answers import fetch_arrow_within
 from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
+from loglake.lake.query_answers import UNREADABLE_FILE, LakeUnreadable, QueryBusy, QueryResult, fetch_within
 from loglake.lake.query_limits import QueryLimits, default_spill_mb
-from loglake.lake.query_views import UNREADABLE_FILE, QueryViews
+from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, checked_select, client_error, nested_too_deep
@@ -67,6 +67,8 @@ VALUE_OUT_OF_RANGE = (
     "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days, or of more months"
     " than 32 bits hold): give it as text (CAST(... AS VARCHAR))"
 )
+# What DuckDB adds to the error of an Arrow stream whose Python code raised: that code's traceback.
+_PYTHON_DETAIL = ". Detail: Python exception"
 # DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error
 # (a storage that is down or slow) or finds an object that is no Parquet file (`Invalid`: one cut short), which a
 # 400 (query_failed) blamed on the query.
@@ -419,6 +421,7 @@ class QueryEngine:
         text = str(error).split("\n\nLINE")[0]
         if UNREADABLE_FILE in text:  # (the views' stand-in for a file known to be unreadable: it says which)
             text = text.split(UNREADABLE_FILE, 1)[1]
+        text = text.split(_PYTHON_DETAIL, 1)[0]  # (a stream's error, a waiting batch's: no traceback for the user)
         return LakeUnreadable(self._hide_server_paths(text))
 
     def _damaged_lake_file(self, error: duckdb.Error) -> bool:

@@ -21,6 +21,11 @@ class QueryBusy(Exception):
     """Every query slot stayed taken for the whole timeout (HTTP 503)."""
 
 
+# How a lake file that cannot be read fails a query that reads it (query_views.QueryViews.unreadable's stand-in, and
+# a waiting batch's stream): the engine finds the file's name after it.
+UNREADABLE_FILE = "lake file unreadable: "
+
+
 class LakeUnreadable(QueryBusy):
     """A lake file the catalog lists could not be read from storage (HTTP 503). A storage outage passes, but a file
     damaged or removed outside loglake does not come back: the message says what to do rather than to retry."""

@@ -20,6 +20,7 @@ from loglake.lake.hot_top import HotTop
 from loglake.lake.layout import partitions_of
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.query_answers import UNREADABLE_FILE
 from loglake.lake.s3_dataset import CountedDataset, s3_dataset
 from loglake.lake.tables import APP_LOGS_TABLE, LakeTable, partition_type, sql_type
 from loglake.lake.verify import MISSING_FROM_STORAGE
@@ -45,8 +46,6 @@ _ALL_HOT_ROWS = (
     + f" FROM {_HOT_STREAM}"
 )
 _ALL_WAITING_ROWS = _ALL_HOT_ROWS.replace(_HOT_STREAM, _WAITING_STREAM)
-# How the view's stand-in for a lake file that cannot be read (QueryViews.unreadable) fails a query that reads it.
-UNREADABLE_FILE = "lake file unreadable: "
 
 
 class QueryViews:

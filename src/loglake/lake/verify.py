@@ -24,6 +24,7 @@ from loglake.lake.manifest import LakeFile, list_files, listed_file, reading
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.tables import TABLES
+from loglake.lake.waiting import WAITING_DIR, batch_files, batch_problem, is_named, waiting_dir
 from loglake.sqlitedb import integrity_problem
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -37,6 +38,7 @@ class Damaged:
 @dataclass(slots=True)
 class VerifyReport:
     files: int = 0  # lake files checked (those replaced meanwhile left out)
+    waiting: int = 0  # waiting bulk batches checked (lake/waiting.py: acknowledged records not in the lake yet)
     records: int = 0
     bytes: int = 0
     replaced: int = 0  # listed at the start, replaced by a merge or retention before their turn
@@ -89,6 +91,20 @@ def verify_lake(report: VerifyReport, store: SQLiteHotStore, lake: ObjectStore, 
                     report.damaged.append(Damaged(file.key, problem))
         done_bytes += file.bytes
         progress(number, len(files), done_bytes, listed_bytes)
+
+
+def verify_waiting(report: VerifyReport, store: SQLiteHotStore) -> None:
+    """Check each waiting bulk batch's file (read whole, its records counted against its row), into `report` as
+    `waiting/<file>`: a batch that cannot be read failed every SQL query and recent logs."""
+    folder = waiting_dir(store.path.parent)
+    for file, rows in batch_files(store.read):
+        with reading(store):  # (a batch moved from here on keeps its file until this read ends)
+            if not is_named(store.read, file):
+                continue  # (moved into the lake meanwhile: its records are checked there)
+            report.waiting += 1
+            report.records += rows
+            if problem := batch_problem(folder, file, rows):
+                report.damaged.append(Damaged(f"{WAITING_DIR}/{file}", problem))
 
 
 def lake_file_problem(objects: ParquetObjects, file: LakeFile, counted: bool = True) -> str | None:

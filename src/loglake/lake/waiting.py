@@ -27,24 +27,30 @@ committed and could not delete it yet: `sweep` deletes those whose writer is gon
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.lake import writers
+from loglake.lake.query_answers import UNREADABLE_FILE, LakeUnreadable
 from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import StoredRecord
 from loglake.private_files import fsync_together, private_dir, private_file
 from loglake.store.base import RecentQuery
 
+if TYPE_CHECKING:
+    from loglake.store.sqlite import SQLiteHotStore
+
 Read = Callable[[str, Sequence[Any]], list[tuple]]
 
 WAITING_DIR = "waiting"
+QUARANTINE_DIR = "_quarantine"  # in WAITING_DIR: the files of batches `loglake verify --quarantine` took out
 _SUFFIX = ".arrow"
 _MS = pa.timestamp("ms")
 _MAX_INT64 = 2**63 - 1
@@ -99,9 +105,44 @@ def store_batches(conn: sqlite3.Connection, rows: Sequence[BatchRow]) -> None:
     conn.executemany("INSERT INTO bulk_batches (rows, min_ts, max_ts, bytes, file) VALUES (?, ?, ?, ?, ?)", rows)
 
 
+class BatchUnreadable(LakeUnreadable):
+    """A waiting batch's file cannot be read: gone (a copy of the data dir without `waiting/`) or damaged outside
+    loglake. Its acknowledged records are in no other place: a 503 naming it, as a damaged lake file's, never a 500
+    or a move tried again for good."""
+
+    def __init__(self, file: str, problem: str) -> None:
+        self.file = file
+        super().__init__(f"{WAITING_DIR}/{file}: {problem}")
+
+
 def read_batch_file(folder: Path, file: str) -> pa.Table:
-    """A waiting batch's table, memory-mapped (still readable after the file is deleted)."""
-    return pa.ipc.open_stream(pa.memory_map(str(folder / file))).read_all()
+    """A waiting batch's table, memory-mapped (still readable after the file is deleted); BatchUnreadable if it
+    cannot be read."""
+    try:
+        return pa.ipc.open_stream(pa.memory_map(str(folder / file))).read_all()
+    except FileNotFoundError:
+        raise BatchUnreadable(file, "missing from the data dir") from None
+    except (OSError, pa.ArrowInvalid) as e:  # (cut short: ArrowInvalid; bytes overwritten: either)
+        raise BatchUnreadable(file, "damaged: " + (str(e).split("\n")[0] or type(e).__name__)) from None
+
+
+def batch_problem(folder: Path, file: str, rows: int) -> str | None:
+    """What is wrong with a waiting batch's file that should hold `rows` records (`loglake verify`), or None."""
+    try:
+        found = read_batch_file(folder, file).num_rows
+    except BatchUnreadable as e:
+        return e.reason.split(": ", 1)[1]
+    return None if found == rows else f"holds {found:,} records where hot.db says {rows:,}"
+
+
+def is_named(read: Read, file: str) -> bool:
+    """Whether a batch file is still named by a row (else it was moved, by another process say, or quarantined)."""
+    return bool(read("SELECT EXISTS (SELECT 1 FROM bulk_batches WHERE file = ?)", (file,))[0][0])
+
+
+def batch_files(read: Read) -> list[tuple[str, int]]:
+    """Each waiting batch's file and records, oldest first."""
+    return read("SELECT file, rows FROM bulk_batches ORDER BY batch_id", ())
 
 
 def waiting(read: Read) -> Waiting:
@@ -153,8 +194,16 @@ class WaitingStream:
         self._args = (folder, since_ms, until_ms)
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
-        batches = (b for table in waiting_tables(self._read, *self._args) for b in table.to_batches())
-        return pa.RecordBatchReader.from_batches(APP_LOGS_TABLE.schema, batches).__arrow_c_stream__(requested_schema)
+        return pa.RecordBatchReader.from_batches(APP_LOGS_TABLE.schema, self._batches()).__arrow_c_stream__(
+            requested_schema
+        )
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            for table in waiting_tables(self._read, *self._args):
+                yield from table.to_batches()
+        except BatchUnreadable as e:  # DuckDB fails the query with the text of an OSError: what the engine looks for
+            raise OSError(UNREADABLE_FILE + e.reason) from None
 
 
 def waiting_records(read: Read, folder: Path, query: RecentQuery) -> list[StoredRecord]:
@@ -168,16 +217,41 @@ def waiting_records(read: Read, folder: Path, query: RecentQuery) -> list[Stored
     return table_records(pa.concat_tables(found).sort_by([("log_id", "descending")]).slice(0, query.limit))
 
 
+def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]) -> list[tuple[str, int, bool]]:
+    """Take waiting batches whose files cannot be read out of `bulk_batches`, and so out of every read and move
+    (`loglake verify --quarantine`: a batch no backup holds); each file still there is kept in QUARANTINE_DIR, for
+    whatever can be read of it. Each batch taken out, its records, and whether its file was kept."""
+    kept_in = folder / QUARANTINE_DIR
+    taken = []
+    for file in files:
+        try:
+            private_dir(kept_in)
+            os.replace(folder / file, kept_in / file)  # (first: a batch taken out, its file unnamed, would be swept)
+            kept = True
+        except FileNotFoundError:
+            kept = False
+
+        def take_out(conn: sqlite3.Connection, file: str = file) -> list[tuple]:
+            return conn.execute("DELETE FROM bulk_batches WHERE file = ? RETURNING rows", (file,)).fetchall()
+
+        if rows := store.in_write_transaction(take_out).result():
+            taken.append((file, rows[0][0], kept))
+    return taken
+
+
 class Batches(NamedTuple):
     ids: list[int]
     files: list[str]
     rows: int
 
 
-def oldest_batches(read: Read, max_rows: int) -> Batches:
-    """The oldest waiting batches up to `max_rows` records (at least one batch, if any waits)."""
+def oldest_batches(read: Read, max_rows: int, passed_over: Container[str] = ()) -> Batches:
+    """The oldest waiting batches up to `max_rows` records (at least one batch, if any waits), but those whose
+    files are `passed_over` (unreadable)."""
     ids, files, rows = [], [], 0
     for batch_id, count, file in read("SELECT batch_id, rows, file FROM bulk_batches ORDER BY batch_id", ()):
+        if file in passed_over:
+            continue
         if ids and rows + count > max_rows:
             break
         ids.append(batch_id)
