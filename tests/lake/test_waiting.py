@@ -29,6 +29,7 @@ from loglake.lake.verify import VerifyReport, verify_waiting
 from loglake.lake.waiting import (
     QUARANTINE_DIR,
     batch_file_name,
+    oldest_batches,
     quarantine_batches,
     sweep,
     waiting_dir,
@@ -421,3 +422,22 @@ def test_a_waiting_batch_gone_or_damaged_is_named_by_reads_and_verify_and_the_ot
     assert taken == [(gone, 1200, False), (cut, 1201, True)] and (folder / QUARANTINE_DIR / cut).exists()
     assert waiting_count(lake.store) == (0, 0)
     assert sorted(sql_ids(lake)) == sorted(tables[2].column("log_id").to_pylist())
+
+
+def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch passed over (its file gone) still counted as waiting for a move: the move it was due for found nothing
+    to move and the mover was at once due again, going round without rest (a core's worth of reads of hot.db)."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 0.2)
+    looks = []
+    monkeypatch.setattr(bulk, "oldest_batches", lambda *args: looks.append(1) or oldest_batches(*args))
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()
+    folder = waiting_dir(lake.store.path.parent)
+    ((gone,),) = lake.store.read("SELECT file FROM bulk_batches", ())
+    (folder / gone).unlink()
+    time.sleep(2)  # the mover's move is due after 0.2 s: it passes the batch over, then rests
+    assert 1 <= len(looks) <= 5, len(looks)  # (going round, it looked thousands of times)
+    lake.bulk.submit(batch(days=1, per_day=1300)).result()  # a new batch is moved when due, the other still waits
+    deadline = time.monotonic() + 10
+    while waiting_count(lake.store)[0] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_count(lake.store) == (1, 1200)

@@ -54,6 +54,7 @@ from loglake.lake.waiting import (
     is_named,
     oldest_batches,
     read_batch_file,
+    rows_of,
     store_batches,
     sweep,
     waiting,
@@ -134,6 +135,7 @@ class BulkWriter:
         self._closing = False
         self._moving = threading.Lock()  # one move at a time in this process (another's is told apart on commit)
         self._unreadable: set[str] = set()  # waiting batch files found unreadable: passed over by the moves
+        self._unreadable_rows = 0  # the records of those still waiting: never due for a move
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
         """Start writing a batch; the future resolves once it is durable, in the catalog (with the parts
@@ -294,7 +296,7 @@ class BulkWriter:
 
     def _move_due(self) -> bool:
         """Called holding the lock."""
-        if self._stored is not None and self._stored[0] >= MOVED_ROWS:
+        if self._stored is not None and self._stored[0] - self._unreadable_rows >= MOVED_ROWS:
             return True
         return self._oldest_stored_at is not None and time.monotonic() - self._oldest_stored_at >= MOVE_AFTER_SECONDS
 
@@ -326,7 +328,10 @@ class BulkWriter:
                             del table  # (its files stay mapped while it lives: not while the next move reads)
                 with self._lock:
                     self._stored = waiting(self.store.read)[1:3]
-                    if not self._stored[0]:
+                    self._unreadable_rows = rows_of(self.store.read, self._unreadable) if self._unreadable else 0
+                    # None to move (only batches passed over, if any, wait): no move is due until one comes, else
+                    # the mover went round for good, a move due at once after each that found nothing
+                    if self._stored[0] == self._unreadable_rows:
                         self._oldest_stored_at = None
                     elif ids or self._oldest_stored_at is None:
                         # The rest arrived after the batches read: as if now (a move's time early at most).

@@ -140,6 +140,13 @@ def is_named(read: Read, file: str) -> bool:
     return bool(read("SELECT EXISTS (SELECT 1 FROM bulk_batches WHERE file = ?)", (file,))[0][0])
 
 
+def rows_of(read: Read, files: Iterable[str]) -> int:
+    """The records of the waiting batches of these files (those still waiting)."""
+    files = list(files)
+    marks = ", ".join("?" * len(files))
+    return read(f"SELECT coalesce(sum(rows), 0) FROM bulk_batches WHERE file IN ({marks})", files)[0][0]
+
+
 def batch_files(read: Read) -> list[tuple[str, int]]:
     """Each waiting batch's file and records, oldest first."""
     return read("SELECT file, rows FROM bulk_batches ORDER BY batch_id", ())
