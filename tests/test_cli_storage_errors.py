@@ -5,6 +5,7 @@ new-user trial got tracebacks from `serve`, `keys list` and `flush`)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -137,3 +138,20 @@ def test_maintenance_with_wrong_s3_credentials_says_so(s3_server: S3Server, s3_b
         assert hot.read("SELECT count(*) FROM logs")[0][0] == 10  # (nothing left the hot store)
     finally:
         hot.close()
+
+
+@pytest.mark.parametrize("database", ["keys.db", "hot.db"])
+def test_commands_on_a_database_a_newer_loglake_migrated_say_so_in_one_line(tmp_path: Path, database: str) -> None:
+    """A downgrade: a data dir whose databases a newer loglake migrated stopped `serve` and every command with a
+    Python traceback (the refusal itself, naming the file and saying to upgrade, was its last line)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    assert _loglake("keys", "create", "--name", "ops", "--data-dir", str(data_dir)).returncode == 0
+    conn = sqlite3.connect(data_dir / database)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    reader = ["keys", "list"] if database == "keys.db" else ["flush"]
+    for command in (reader, ["serve", "--port", str(free_port())]):
+        completed = _loglake(*command, "--data-dir", str(data_dir))
+        _said_without_traceback(completed, f"{data_dir / database} has its schema at version 99", "upgrade loglake")

@@ -32,7 +32,7 @@ from loglake.digits import number_text
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.private_files import FolderNotMade
-from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase, is_damaged
+from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase, NewerSchema, is_damaged
 from loglake.urls import is_http_url
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -278,7 +278,7 @@ class SafeErrors(click.Group):
         except click.ClickException as e:
             e.message = printable(e.message, multiline=True)
             raise
-        except (OSError, sqlite3.DatabaseError, ObjectStoreError) as e:
+        except (OSError, sqlite3.DatabaseError, ObjectStoreError, NewerSchema) as e:
             said = storage_error_text(e)
             if said is None:
                 raise
@@ -298,9 +298,9 @@ _SQLITE_NOT_WRITABLE = ("unable to open database file", "attempt to write a read
 
 
 def storage_error_text(error: BaseException) -> str | None:
-    """What a command says, in one line with what to do, for a data dir it cannot write or an S3 lake that
-    refused or failed it (a configuration mistake or an outage, not a bug: no traceback); None for any other
-    error, which stays a traceback."""
+    """What a command says, in one line with what to do, for a data dir it cannot write (or whose databases a
+    newer loglake migrated) or an S3 lake that refused or failed it (a configuration mistake or an outage, not a
+    bug: no traceback); None for any other error, which stays a traceback."""
     if isinstance(error, ObjectStoreError) and "s3://" in str(error):  # (a local lake's error would be a bug)
         return (
             f"the lake's object store failed: {str(error).rstrip('. ')}. Check the lake's settings (the server's "
@@ -310,6 +310,8 @@ def storage_error_text(error: BaseException) -> str | None:
         )
     if isinstance(error, DamagedDatabase):
         return f"{error}: {RESTORE_FROM_BACKUP}"
+    if isinstance(error, NewerSchema):  # (a downgrade: the message says which database and to upgrade)
+        return str(error)
     if is_damaged(error):  # met past opening, in a page the open did not read: SQLite's words name no file
         return (
             f"a database of the data dir is damaged (SQLite: {error}; `loglake verify` names it): {RESTORE_FROM_BACKUP}"

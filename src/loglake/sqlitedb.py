@@ -64,6 +64,11 @@ class DamagedDatabase(sqlite3.DatabaseError):
         self.path = path
 
 
+class NewerSchema(RuntimeError):
+    """A database of the data dir that a newer loglake migrated past the steps this one knows (a downgrade):
+    refused before anything is read or written, since this loglake cannot tell what the newer steps changed."""
+
+
 def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:
     """Put the database in WAL mode. Switching takes an exclusive lock and SQLite answers "database is
     locked" at once, without its busy timeout, when another process holds the database right then (two
@@ -174,7 +179,7 @@ def _apply_steps(
         with write_transaction(conn):
             done = version(conn)
             if done > len(migrations):
-                raise RuntimeError(
+                raise NewerSchema(
                     f"{_db_name(conn)} has {what} at version {done}, newer than this loglake knows "
                     f"({len(migrations)}); upgrade loglake"
                 )
