@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from loglake.alerts.outbox import Outbox
 from loglake.config import Settings
 from loglake.lake.location import check_lake_location
+from loglake.rules.state import open_state
+from loglake.sessions import SessionStore
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import free_port
 from tests.damage import damage_table_page
@@ -155,3 +158,32 @@ def test_commands_on_a_database_a_newer_loglake_migrated_say_so_in_one_line(tmp_
     for command in (reader, ["serve", "--port", str(free_port())]):
         completed = _loglake(*command, "--data-dir", str(data_dir))
         _said_without_traceback(completed, f"{data_dir / database} has its schema at version 99", "upgrade loglake")
+
+
+@pytest.mark.parametrize(
+    ("database", "newer"),
+    [
+        ("alerts.db", "PRAGMA user_version = 99"),
+        ("alerts.db", "UPDATE schema_versions SET version = 99 WHERE name = 'rules'"),
+        ("alerts.db", "UPDATE schema_versions SET version = 99 WHERE name = 'delivery'"),
+        ("sessions.db", "PRAGMA user_version = 99"),
+    ],
+)
+def test_serve_refuses_at_start_the_databases_it_opens_later_when_a_newer_loglake_migrated_them(
+    tmp_path: Path, database: str, newer: str
+) -> None:
+    """alerts.db and sessions.db are opened at their first use (a rule's run, a delivery, GET /alerts, a sign-in): a
+    server given a downgraded data dir started and said it was up, then /healthz, the alert routes and every sign-in
+    answered 500."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    open_state(data_dir).close()
+    Outbox(data_dir).close()
+    SessionStore(data_dir, time.time).create("llk_…", b"hash", "ops", 60)
+    conn = sqlite3.connect(data_dir / database)
+    conn.execute(newer)
+    conn.commit()
+    conn.close()
+    completed = _loglake("serve", "--port", str(free_port()), "--data-dir", str(data_dir))
+    _said_without_traceback(completed, f"{data_dir / database} has its", "at version 99", "upgrade loglake")
+    assert "llk_" not in completed.stdout  # (no first key shown by a start that failed)

@@ -30,7 +30,7 @@ from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.protocols.syslog import SyslogListeners, SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
-from loglake.rules.state import RunRecord
+from loglake.rules.state import RunRecord, open_state
 from loglake.self_events import SelfEvents
 from loglake.service import LogService, RecordSearch
 from loglake.sqlitedb import SharedConnection
@@ -151,6 +151,18 @@ class Runtime:
     @cached_property
     def keyring(self) -> KeyRing:
         return KeyRing(self.keystore)
+
+    def open_databases(self) -> None:
+        """Open alerts.db as the alert routes, the rules and the delivery will at their first use, migrating its
+        tables if an older loglake made them. `loglake serve` calls this before it listens, so that an alerts.db a
+        newer loglake migrated (a downgrade) stops the start (NewerSchema), where the server said it was up and
+        /healthz and the alert routes answered 500."""
+        if self.alerts_db is None or self.delivery is None:
+            return
+        with self.alerts_db.use():
+            pass
+        open_state(self.settings.data_dir).close()  # the rules' tables
+        _ = self.delivery.outbox  # the outbox's, in the connection the delivery keeps
 
     def observe(self, observer: RuntimeObserver) -> None:
         self._observers.append(observer)

@@ -152,6 +152,7 @@ def _serve(settings: Settings, out: TextIO) -> None:
         if syslog is not None:
             syslog.bind()  # a port in use, or a TLS key that is not the certificate's, is said now
         check_lake_store(app, settings, out)
+        app.open_databases()
         # Last: the key is shown only once, so a start that fails after showing it would lose it.
         ensure_first_key(settings, out)
     except BaseException:

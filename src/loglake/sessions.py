@@ -139,6 +139,12 @@ class SessionStore:
                 with self._db.use() as conn:
                     conn.execute("DELETE FROM sessions WHERE token_hash = ?", (digest,))
 
+    def open(self) -> None:
+        """Read sessions.db now, if there is one: a server's start, which refuses one a newer loglake migrated
+        (NewerSchema) rather than answer each sign-in 500."""
+        with self._lock:
+            self._sessions()
+
     def close(self) -> None:
         self._db.close()
 

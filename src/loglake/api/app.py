@@ -232,6 +232,12 @@ class LoglakeApp(RuntimeEvents):
         for stop in list(self._stops):
             stop.stop(SERVER_STOPPING)
 
+    def open_databases(self) -> None:
+        """The data dir's databases that jobs and routes open at first use, opened now (`loglake serve`, before
+        it listens): one a newer loglake migrated stops the start."""
+        self.runtime.open_databases()
+        self.sessions.open()
+
     def close(self) -> None:
         # Requests in flight finish first, on the store they started with; then the runtime stops its
         # jobs and closes the store and the lake.
