@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog, internal_error
 from loglake.api.auth import Authenticator, require_scope
+from loglake.api.body_budget import BodyBudget
 from loglake.api.cors import allows as cors_allows
 from loglake.api.cors import preflight_headers
 from loglake.api.cors import response_headers as cors_headers
@@ -25,6 +26,7 @@ from loglake.api.http import (
     Receive,
     Request,
     Send,
+    body_reservation,
     discard_body,
     read_body,
     send_bytes,
@@ -103,6 +105,7 @@ class LoglakeApp(RuntimeEvents):
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.loki_pushes: ResentPushes[Result] = ResentPushes()  # Loki pushes sent again after a lost answer
         self.router = Router(ROUTES)
+        self.body_budget = BodyBudget(max(route.body_limit(settings) for route in ROUTES if route.reads_body))
         arrivals = runtime.service.arrivals
         self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None
         self.access_log = AccessLog.open(settings.access_log, settings.named("access_log"))
@@ -344,6 +347,8 @@ class LoglakeApp(RuntimeEvents):
                 error = internal_error(request.request_id)
                 sent = await self._send_error(request, receive, send, error, common, body_limit)
         finally:
+            if request.body_held:
+                self.body_budget.release(request.body_held)
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))
             self.metrics.latency.observe((template,), elapsed)
@@ -383,7 +388,9 @@ class LoglakeApp(RuntimeEvents):
             elif route.scope is not None:
                 self._authorize(route, request)
             request.takes_records = route.takes_records
-            request.body = await read_body(request, receive, route.body_limit(self.settings))
+            limit = route.body_limit(self.settings)
+            request.body_held = await self.body_budget.reserve(body_reservation(request, limit))
+            request.body = await read_body(request, receive, limit)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
         if len(request.body) > REQUEST_UNIT_BYTES and request.principal is not None:  # (never a single record)

@@ -76,6 +76,7 @@ class Request:
         "_query",
         "body",
         "body_done",
+        "body_held",
         "body_received",
         "headers",
         "method",
@@ -102,6 +103,7 @@ class Request:
         self.body = b""
         self.body_received: int | None = None  # bytes of the body received so far; None: none asked for yet
         self.body_done = False  # the body's last message has been received
+        self.body_held = 0  # bytes the server's body budget holds for it until it is answered (body_budget.py)
         self.principal: Any = None
         self.request_id = ""
 
@@ -133,6 +135,15 @@ class Request:
         if self.headers.get(b"transfer-encoding", b"").strip().lower() == b"chunked":
             return True
         return _declared_length(self) > (self.body_received or 0)
+
+
+def body_reservation(request: Request, max_bytes: int) -> int:
+    """The bytes a body may hold (what body_budget reserves for it): its Content-Length, the route's limit when it
+    gives none; 0 when it gives more than the limit (read_body refuses it at once)."""
+    length = request.headers.get(b"content-length")
+    if length is None:
+        return max_bytes
+    return int(length) if length.isdigit() and int(length) <= max_bytes else 0
 
 
 async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:

@@ -70,7 +70,11 @@ _DOCUMENT_ERRORS = _BULK_ERRORS | {
         f"{_ES_ERROR['description']}"
     },
     "409": _ES_ERROR | {"description": f"A create of an _id stored before. {_ES_ERROR['description']}"},
-    "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
+    "503": _ES_ERROR
+    | {
+        "description": "Storage cannot take writes, or the server holds as many bodies as it may; retry. "
+        f"{_ES_ERROR['description']}"
+    },
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
 # What a setup call sends (a template, a policy, an index's settings): read, and ignored.

@@ -237,7 +237,10 @@ LOG_PATHS = {
                 ),
                 "413": error_response("Body or batch too large"),
                 "415": error_response("Unsupported Content-Type or Content-Encoding"),
-                "503": error_response("Storage cannot accept writes; nothing was stored"),
+                "503": error_response(
+                    "Storage cannot accept writes (`storage_unavailable`), or the server holds as many request bodies"
+                    " as it may (`server_busy`, with Retry-After); nothing was stored"
+                ),
             },
         }
     },

@@ -300,8 +300,8 @@ NATIVE = "native"  # POST /logs, as loglake's own events name its protocol besid
 # POST /logs's own refusals of a body as a whole, besides InvalidBody's.
 _REFUSED_BODIES = frozenset({"empty_body", "unsupported_media_type"})
 # The refusals of a body as a whole that the HTTP toolkit makes before a route reads it (http.read_body and
-# decode_content: too large, not gzip, another encoding), whatever the route.
-HTTP_BODY_REFUSALS = frozenset({"payload_too_large", "bad_gzip", "unsupported_encoding"})
+# decode_content: too large, not gzip, another encoding; the app's body budget: no room for it), whatever the route.
+HTTP_BODY_REFUSALS = frozenset({"payload_too_large", "bad_gzip", "unsupported_encoding", "server_busy"})
 
 
 def count_if_body_refused(app: LoglakeApp, error: ApiError) -> None:
