@@ -145,6 +145,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
 
     Rows already in the lake (same x-edge-request-id) are skipped, so importing twice is harmless."""
     from loglake.amplify.config import AmplifyConfigError, check_app_name
+    from loglake.amplify.jobs import CollectionBusy, collection_lock
     from loglake.amplify.lake_rows import store_rows
     from loglake.amplify.parse import NotAnAccessLog, parse_access_log
     from loglake.amplify.run_reports import AppReport
@@ -165,7 +166,12 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
         raise click.ClickException(f"{file}: {e}") from None
     with _lake_for(data_dir, None) as lake:
         report = AppReport(app_name)
-        store_rows(lake.store, lake.objects, app_name, [parsed], report, _now_ms())
+        try:
+            # (a collection's lock: beside one, each would find the other's rows not stored yet and store them too)
+            with collection_lock(data_dir):
+                store_rows(lake.store, lake.objects, app_name, [parsed], report, _now_ms())
+        except CollectionBusy as e:
+            raise click.ClickException(str(e)) from None
         lake.collect_garbage()  # the table's manifest lists the new files
     click.echo(
         f"{file}: {parsed.rows_read:,} rows read, {report.rows:,} stored in amplify_access (app={app_name}), "

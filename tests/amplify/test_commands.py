@@ -200,6 +200,18 @@ def test_import_loads_a_console_download_once(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "not an Amplify access log" in refused.output
 
 
+def test_import_waits_for_no_collection(tmp_path: Path) -> None:
+    # Beside a collection (the server's schedule) each found the other's rows not stored yet: both stored them.
+    file = tmp_path / "console.csv"
+    file.write_bytes(access_log(varied_requests(50, ms(SINCE), ms(UNTIL) - ms(SINCE), "w")))
+    data = tmp_path / "data"
+    with collection_lock(data):
+        refused = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", str(data))
+    assert refused.exit_code == 1 and "another Amplify collection is running" in refused.output
+    imported = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", str(data))
+    assert imported.exit_code == 0 and "50 stored" in imported.stdout
+
+
 def test_import_of_a_damaged_gzip_file_says_so(tmp_path: Path) -> None:
     # A download cut short ended in click's bare "Aborted!" (gzip's EOFError), with nothing to say what was wrong.
     whole = gzip.compress(access_log(varied_requests(500, ms(SINCE), ms(UNTIL) - ms(SINCE), "g")))
