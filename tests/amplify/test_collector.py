@@ -127,6 +127,21 @@ def test_exports_are_kept_gzipped_in_the_original_layout(
     assert first == amplify.export(danse, ms(SINCE), ms(SINCE + timedelta(days=14)))  # as delivered
 
 
+def test_exports_served_gzip_compressed_are_read(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A log URL serving the CSV gzip-compressed without Content-Encoding failed every window ("not an Amplify
+    # access log: ... found '\x1f\x8b...'"), on every run.
+    danse, _ = serve_apps(amplify)
+    plain = amplify.export
+    monkeypatch.setattr(amplify, "export", lambda app, start, end: gzip.compress(plain(app, start, end)))
+    report = collector(store, lake).run(apps=["danse_tech"])
+    assert report.ok, report.to_dict()
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake, "danse_tech")) == in_range(danse)
+    export = sorted(o.key for o in lake.list("type=amplify_logs/"))[0]  # kept as delivered, not compressed twice
+    assert gzip.decompress(lake.get(export)) == plain(danse, ms(SINCE), ms(SINCE + timedelta(days=14)))
+
+
 def test_running_again_stores_nothing_twice(
     amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
 ) -> None:

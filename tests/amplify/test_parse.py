@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from loglake.amplify.parse import NotAnAccessLog, parse_access_log
@@ -78,6 +80,13 @@ def test_impossible_values_are_malformed_not_guessed(old: str, new: str, reason:
     assert parsed.table.column("x_edge_request_id").to_pylist() == [good.request_id]
     assert parsed.malformed.count == 1 and reason in parsed.malformed.examples[0]
     assert f"request {bad.request_id}" in parsed.malformed.examples[0]
+
+
+def test_a_gzip_compressed_export_is_read_and_a_damaged_one_named() -> None:
+    export = access_log([Request(T0, request_id(1))])
+    assert parse_access_log(gzip.compress(export)).table.num_rows == 1
+    with pytest.raises(NotAnAccessLog, match="a gzip file that cannot be read"):
+        parse_access_log(gzip.compress(export)[:30])
 
 
 def test_a_header_alone_and_a_byte_order_mark_are_fine() -> None:

@@ -3,7 +3,8 @@
 Facts about the real files this follows: one header row whose names carry backslash-escaped
 parentheses (`cs\\(Host)`); values URL-encoded (`%20`) and carrying backslash escapes (`\\(`, `\\)`,
 `\\=\\=` at the end of request ids); commas inside values stripped by Amplify, so a comma always
-separates fields and nothing is quoted; `-` means empty. An empty time range comes as a 0-byte file.
+separates fields and nothing is quoted; `-` means empty. An empty time range comes as a 0-byte file; a
+file may come gzip-compressed.
 
 The work is done column by column by Arrow (read as text, unescape, check, cast), not row by row:
 URL-decoding, which Arrow lacks, runs once per distinct value.
@@ -11,7 +12,9 @@ URL-decoding, which Arrow lacks, runs once per distinct value.
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,6 +108,11 @@ def parse_access_log(
     `piece_bytes` of the file at a time: read whole, a file's text columns and what each step made of them were
     held at once (a 110 MiB export took 600 MiB more; an operator's trial saw 1.8 GB for 304 MB)."""
     malformed = Malformed(since_ms=since_ms, until_ms=until_ms)
+    if data[:2] == b"\x1f\x8b":  # gzip-compressed, as a log URL may serve it (with no Content-Encoding to undo it)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:
+            raise NotAnAccessLog(f"a gzip file that cannot be read ({e}): a download cut short?") from None
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as spreadsheets save one
     if not data.strip():
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
