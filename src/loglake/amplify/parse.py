@@ -238,9 +238,12 @@ def _cast(
         return pc.if_else(fits, value, None).cast(column.type), good
     try:
         cast = value.cast(column.type)
-        # (Arrow casts 'nan', 'inf' and '-1' to doubles: no time a request took)
-        a_time = pc.and_(pc.is_finite(cast), pc.greater_equal(cast, 0)) if column.type == pa.float64() else None
-        if a_time is None or pc.all(a_time).as_py() is not False:
+        # (Arrow casts '-1' to integers and doubles, and 'nan' and 'inf' to doubles: no bytes, port or time a
+        # request took; summed, one would skew the totals)
+        fits = pc.greater_equal(cast, 0)
+        if column.type == pa.float64():
+            fits = pc.and_(pc.is_finite(cast), fits)
+        if pc.all(fits).as_py() is not False:
             return cast, good
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
