@@ -10,6 +10,7 @@ from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import AlertDelivery
 from loglake.alerts.destinations.base import MAX_ERROR_TEXT
 from loglake.alerts.outbox import SCHEMA
+from loglake.alerts.routing import EMPTY_SETTLES_NS
 from loglake.sqlitedb import Schema, migrate_schema
 from tests.alerts.conftest import settle, states, wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Received, Receiver, change_alert, insert_alert
@@ -323,6 +324,31 @@ def test_waiting_deliveries_to_a_destination_taken_out_of_the_file_are_dead_lett
     settle(delivery)
     # (the open alert is told to the destination that takes its place, tried once so far)
     assert states(alerts_db) == [("hook", "trigger", "dead", 1), ("other", "trigger", "pending", 1)]
+
+
+def test_deliveries_waiting_when_alerting_yml_is_removed_are_kept_until_a_file_routes_them(
+    make_delivery, alerts_db, receiver, rules_dir, clock
+):
+    """With no alerting.yml alerts are kept (README): the deliveries waiting then were dead-lettered as to a destination
+    "not defined in alerting.yml", and once the file was back each later event of their alerts (a PagerDuty resolve)
+    waited behind them for a retry by hand."""
+    receiver.default = Answer(500)
+    delivery = make_delivery(hook(receiver))
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "pending", 1)]
+    (rules_dir / "alerting.yml").unlink()
+    delivery.step()
+    delivery.routing_file._missing_since -= EMPTY_SETTLES_NS  # gone for good, not between an editor's writes
+    clock.now += 600
+    assert delivery.step() == delivery.poll_seconds  # (nothing can go: no hurry, rather than a busy loop)
+    wait_idle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "pending", 1)]
+    receiver.default = Answer()
+    (rules_dir / "alerting.yml").write_text(hook(receiver))
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 2), ("hook", "resolve", "sent", 1)]
 
 
 def test_while_alerting_yml_has_problems_events_wait_for_a_good_version(make_delivery, alerts_db, receiver, rules_dir):

@@ -175,11 +175,17 @@ class AlertDelivery:
         if routing is None:  # alerting.yml has problems and no good version was read: keep everything
             return self.poll_seconds
         changed = routing is not self._routed_with
+        # No file at all (or one defining no destination): alerts are kept and sent nowhere until a file routes them,
+        # so what waits waits too, rather than dead-lettered as to destinations "not defined" in a file not there.
+        routes_nowhere = not routing.destinations
         if changed:
             self._routed_with = routing
-            self.outbox.dead_letter_unconfigured(routing, now_ms)
+            if not routes_nowhere:
+                self.outbox.dead_letter_unconfigured(routing, now_ms)
         while self.outbox.route(routing, now_ms) == ROUTE_BATCH:
             pass
+        if routes_nowhere:  # (deliveries due that no destination can take are no reason to come back at once)
+            return self.poll_seconds
         if changed:  # (after the events waiting were routed: what is left are alerts routed before it changed)
             self.outbox.tell_open_alerts(routing, now_ms)
         due = self.outbox.next_due_ms()
