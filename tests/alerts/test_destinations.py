@@ -211,6 +211,14 @@ class Mailbox:
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
     reply: str = "250 OK"
 
+    refused: tuple[str, ...] = ()  # recipients refused at RCPT TO
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refused:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reply.startswith("250"):
             self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
@@ -280,6 +288,24 @@ def test_an_smtp_4xx_is_retried_and_a_5xx_is_not(make_delivery, alerts_db, smtp_
     settle(delivery)
     assert states(alerts_db) == [("mail", "trigger", state, 1)]
     assert alerts_db.execute("SELECT last_status FROM deliveries").fetchone() == (int(reply[:3]),)
+
+
+def test_a_recipient_the_smtp_server_refuses_is_said_though_the_others_got_the_mail(
+    make_delivery, alerts_db, smtp_server, monkeypatch, caplog
+):
+    """smtplib raises only when every recipient is refused: one refused of two was a delivery "sent" with no error
+    anywhere, and that recipient never heard of the alert."""
+    controller, mailbox = smtp_server
+    mailbox.refused = ("sec@example.test",)
+    monkeypatch.setenv("SMTP_PASS", "mail-pass")
+    delivery = make_delivery(only("mail", mail_spec(controller)))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert [recipients for _, recipients, _ in mailbox.messages] == [["oncall@example.test"]]
+    assert states(alerts_db) == [("mail", "trigger", "sent", 1)]  # (sent again, it would repeat to the others)
+    (error,) = alerts_db.execute("SELECT last_error FROM deliveries").fetchone()
+    assert error == "the SMTP server refused 1 of 2 recipients, who did not get it: sec@example.test (550)"
+    assert error in caplog.text
 
 
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])

@@ -275,6 +275,11 @@ class AlertDelivery:
         else:
             self.outbox.sent(claimed.row, self._now_ms(), sent)
             counts.sent += 1
+            if sent.warning:
+                row = claimed.row
+                log.warning(
+                    "the %s of alert %s to %r (delivery %s): %s", row.kind, row.alert_id, name, row.id, sent.warning
+                )
 
     def _release_unrecorded(self, now_ms: int) -> None:
         """The attempts whose outcome could not be recorded, due again after a pause (one that fails for good
@@ -368,7 +373,7 @@ def send_claimed(
     context = SendContext(secrets, http, clock, parse_duration(config.timeout) / 1000)
     try:
         try:
-            return Sent(config.send(notice, context), context.status)
+            return Sent(config.send(notice, context), context.status, context.warning)
         except SecretError as e:  # a file or a variable may appear later; retry like a failed send
             raise DeliveryFailed(str(e), retryable=True) from None
         except DeliveryFailed:

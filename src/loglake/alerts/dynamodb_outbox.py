@@ -106,7 +106,7 @@ class DynamoDBOutbox:
     def sent(self, row: DeliveryRow, token: str, now_ms: int, sent: Sent) -> bool:
         """Record the claimed attempt as sent (False: the claim was lost to a later attempt)."""
         remember = sent.remember
-        done = self._finish(row, token, "sent", now_ms, None, sent.status)
+        done = self._finish(row, token, "sent", now_ms, sent.warning, sent.status)
         if done and remember is not None:
             self.client.put_item(
                 TableName=self.table,

@@ -155,6 +155,7 @@ class Sent:
 
     remember: str | None
     status: int | None
+    warning: str | None = None  # kept as its last error: a send that went through, but not wholly
 
 
 class Outbox:
@@ -295,9 +296,9 @@ class Outbox:
         remember = sent.remember
         with self._lock, write_transaction(self._conn) as conn:
             conn.execute(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, updated_ms = ?, last_error = NULL,"
+                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, updated_ms = ?, last_error = ?,"
                 " last_status = ? WHERE id = ?",
-                (now_ms, sent.status, row.id),
+                (now_ms, sent.warning, sent.status, row.id),
             )
             if remember is not None:
                 conn.execute(

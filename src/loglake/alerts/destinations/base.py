@@ -184,6 +184,7 @@ class SendContext:
     timeout: float  # seconds: the limit of each HTTP request, whole, and of each SMTP connect, read or write
     resolved: list[str] = field(default_factory=list)  # setting values this send used, to scrub from errors
     status: int | None = None  # the receiver's reply code to the send's last request, once it succeeded
+    warning: str | None = None  # what went wrong in a send that went through (a recipient refused), kept as its error
 
     def secret(self, ref: TextOrSecret) -> str:
         value = self.secrets.value(ref)

@@ -70,8 +70,14 @@ class Email(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=
                     smtp.starttls(context=tls)
                 if self.username is not None and self.password is not None:
                     smtp.login(context.secret(self.username), context.secret(self.password))
-                smtp.send_message(message)
+                refused = smtp.send_message(message)
             context.status = 250  # smtplib raises SMTPDataError for any other reply to the message
+            if refused:  # (only when every recipient is refused does smtplib raise) sent again, it would repeat
+                # to the others: it went, and says who did not get it
+                who = ", ".join(f"{address} ({code})" for address, (code, _) in refused.items())
+                context.warning = (
+                    f"the SMTP server refused {len(refused)} of {len(self.to)} recipients, who did not get it: {who}"
+                )
         except smtplib.SMTPRecipientsRefused as e:
             codes = [code for code, _ in e.recipients.values()]
             raise DeliveryFailed(
