@@ -184,6 +184,16 @@ def test_urls_and_route_targets_are_checked(rules_dir):
     assert [(p.field, p.message) for p in problems] == [("routes[0].to", "'nope' is not a destination (a)")]
 
 
+def test_a_pagerduty_source_left_empty_is_refused(rules_dir):
+    # PagerDuty answers 400 to an event whose payload.source is blank: every delivery of it was dead-lettered.
+    text = 'destinations: {pd: {type: pagerduty, routing_key: {env: K}, source: "  "}}\nroutes: [{to: [pd]}]'
+    problems = load_routing(write_alerting(rules_dir, text))
+    assert isinstance(problems, list)
+    assert [(p.field, p.message) for p in problems] == [
+        ("destinations.pd.source", "is empty: name where the problem is (default: loglake)")
+    ]
+
+
 def test_a_secret_written_in_the_file_does_not_hide_the_other_problems_of_its_destination(rules_dir):
     problems = load_routing(
         write_alerting(

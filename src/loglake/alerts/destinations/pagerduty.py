@@ -30,7 +30,10 @@ class PagerDuty(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_o
 
     def problems(self) -> list[tuple[str, str]]:
         problem = url_problem(self.url)
-        return [("url", problem)] if problem else []
+        found = [("url", problem)] if problem else []
+        if not self.source.strip():  # (PagerDuty refuses an event whose payload.source is blank: every one, 400)
+            found.append(("source", "is empty: name where the problem is (default: loglake)"))
+        return found
 
     def send(self, notice: Notice, context: SendContext) -> str | None:
         event = pagerduty_event(notice, context.secret(self.routing_key), self.source)
