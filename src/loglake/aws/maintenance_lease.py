@@ -45,13 +45,12 @@ def maintenance_lease(
     time_left_ms: Callable[[], int] | None,
     spare_ms: int,
     request_id: str | None = None,
-    clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[None]:
     """Hold the lake's maintenance lease while the block runs. When another run holds it, wait for it while more
     than `spare_ms` of `time_left_ms()` would be left (no waiting without a context to tell), else raise LakeBusy."""
     while True:
-        now_ms = int(clock() * 1000)
+        now_ms = int(time.time() * 1000)
         until_ms = now_ms + (LONGEST_RUN_MS if time_left_ms is None else time_left_ms()) + LEASE_MARGIN_MS
         lease = {"holder": holder, "request_id": request_id, "since": format_datetime(now_ms), "until_ms": until_ms}
         etag, held_by = _take(lake, json.dumps(lease).encode(), now_ms)
