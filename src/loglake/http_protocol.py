@@ -18,6 +18,9 @@ What it does, as uvicorn's did:
   and 304; the app's sends wait while the socket's buffer is full;
 - a client gone: the app's receive gives http.disconnect and its sends are dropped; an app that fails is
   answered 500 if it had not started its answer (else the connection closes), and logged;
+- a request this protocol answered itself (a body too slow, below: 408) is told to the app as a client gone,
+  with the status its client was answered in the http.disconnect message's `answered` (the app's access log
+  names that, not 499);
 - on the server's stop (shutdown()), idle connections close and busy ones after their answer.
 
 Bounds: llhttp sets no limit on a request's head, uvicorn none either: a client sending header after header (or
@@ -343,7 +346,8 @@ class HttpProtocol(asyncio.Protocol):
         elif self._deadline_for == _BODY:
             exchange = self.current
             if exchange is not None and exchange.waiter is not None and exchange.more_body:  # (still waiting)
-                exchange.client_gone()  # (the app's receive says so, and what it would still send is dropped)
+                # (the app's receive says so, and the 408 if answered; what it would still send is dropped)
+                exchange.client_gone(answered=0 if exchange.started else 408)
                 if exchange.started:
                     self.transport.close()
                 else:
@@ -383,6 +387,7 @@ class _Exchange:
     """One request and its answer: the ASGI app's receive and send for it, run as a task of its own."""
 
     __slots__ = (
+        "answered",
         "body_bytes",
         "body_since",
         "buffered",
@@ -416,6 +421,7 @@ class _Exchange:
         self.more_body = True  # the body has not ended
         self.ended = False  # the app was given the body's end
         self.gone = False  # the client went away
+        self.answered = 0  # the status this protocol answered the request with itself (0: none)
         self.started = False  # the answer's head was sent
         self.complete = False  # the answer was sent whole
         self.chunked = False  # the answer is sent in chunks (it gave no length)
@@ -472,9 +478,9 @@ class _Exchange:
         self.more_body = False
         self._wake()
 
-    def client_gone(self) -> None:
+    def client_gone(self, answered: int = 0) -> None:
         if not self.complete:
-            self.gone = True
+            self.gone, self.answered = True, answered
         self._wake()
 
     def _wake(self) -> None:
@@ -505,7 +511,7 @@ class _Exchange:
                     self.body_since = self.connection.loop.time()
                 self.connection.body_awaited(self.body_since + BODY_SECONDS + self.body_bytes / BODY_MIN_RATE)
             await waiter
-        return {"type": "http.disconnect"}
+        return {"type": "http.disconnect", "answered": self.answered} if self.answered else {"type": "http.disconnect"}
 
     # -- the answer ----------------------------------------------------------------------------------------------
 

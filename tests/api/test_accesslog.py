@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from uvicorn.server import ServerState
 
+from loglake import http_protocol
 from loglake.api.accesslog import AccessLog
 from loglake.api.app import LoglakeApp
 from loglake.api.http import Request
 from loglake.config import ConfigError, Settings
+from loglake.http_protocol import HttpProtocol
+from loglake.server import uvicorn_config
 from tests.conftest import asgi_client, key_for
+from tests.test_http_protocol import _exchange
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -227,3 +232,22 @@ def test_a_broken_pipe_fails_neither_logging_nor_closing() -> None:
 
 async def _no_messages() -> dict:  # a Request's receive, which logging it never calls
     raise AssertionError("logging a request read from its connection")
+
+
+async def test_a_body_refused_for_coming_too_slowly_is_logged_408_as_answered(
+    logged_app: tuple[LoglakeApp, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loglake serve`'s protocol answers 408 to a body that comes too slowly; its line said 499 (client gone)."""
+    monkeypatch.setattr(http_protocol, "BODY_SECONDS", 0.3)
+    app, target = logged_app
+    config = uvicorn_config(app)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: HttpProtocol(config, ServerState(), {}), "127.0.0.1", 0
+    )
+    head = b"POST /logs HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer %b\r\ncontent-length: 100\r\n\r\n"
+    answer = await _exchange(server.sockets[0].getsockname()[1], head % key_for(app, "ingest").encode() + b'{"me')
+    server.close()
+    app.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert [(line["route"], line["status"]) for line in lines_of(target)] == [("/logs", 408)]
+    assert b'loglake_http_requests_total{route="/logs",status="408"} 1' in app.metrics.render()

@@ -329,8 +329,8 @@ class LoglakeApp(RuntimeEvents):
                 e = error_form(e, request)
             status = e.status
             sent = await self._send_error(request, receive, send, e, [*e.headers, *common], body_limit)
-        except ClientGone:
-            status = 499
+        except ClientGone as e:
+            status = e.status
         except Exception as e:
             unavailable = _unavailable_now(e)
             if is_damaged(e):  # not the client's doing, nor a bug: the operator's to mend (also in /healthz)

@@ -159,7 +159,7 @@ async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone()
+            raise ClientGone(message.get("answered", 499))
         chunk = message.get("body", b"")
         size = request.body_received = size + len(chunk)
         more = message.get("more_body", False)
@@ -271,7 +271,13 @@ def json_struct(value: dict[str, Any], kind: type[T], example: str, code: str = 
 
 
 class ClientGone(Exception):
-    """The client disconnected before the request was complete."""
+    """The client disconnected before the request was complete: `status` for the access log and the metrics,
+    499 (nginx's "client closed request"), or what the HTTP protocol answered it with (408 for a body that
+    came too slowly)."""
+
+    def __init__(self, status: int = 499) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def storage_unavailable(message: str) -> ApiError:
