@@ -37,6 +37,18 @@ async def test_a_preflight_from_an_allowed_origin_needs_no_key(cors_app: Loglake
         assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
 
 
+async def test_a_preflight_allows_every_request_header_the_api_reads(cors_app: LoglakeApp) -> None:
+    """A page sending `Prefer: return=minimal` to POST /logs, or signing with the AWS SDK's SigV4 signer (which
+    adds x-amz-content-sha256), failed its preflight: the browser never sent the request."""
+    read = "authorization, content-type, content-encoding, prefer, x-amz-content-sha256, x-amz-date, x-request-id"
+    headers = {"origin": UI, "access-control-request-method": "POST", "access-control-request-headers": read}
+    async with asgi_client(cors_app) as client:
+        answer = await client.options("/logs", headers=headers)
+    assert answer.status_code == 204
+    allowed = {name.strip() for name in answer.headers["access-control-allow-headers"].split(",")}
+    assert {name.strip() for name in read.split(",")} <= allowed
+
+
 async def test_answers_to_allowed_origins_say_so_errors_included(cors_app: LoglakeApp) -> None:
     async with asgi_client(cors_app, key_for(cors_app, "admin")) as client:
         sent = await client.post("/logs", json={"message": "from the browser"}, headers={"origin": UI})

@@ -7,7 +7,13 @@ are answered before authentication, as browsers never sign them.
 from __future__ import annotations
 
 Headers = list[tuple[bytes, bytes]]
-ALLOWED_HEADERS = b"authorization, content-type, content-encoding, x-amz-date, x-amz-security-token, x-request-id"
+# Every request header the API reads that a page may send: a preflight asking for one not named here fails, and
+# the browser never sends the request (`Prefer: return=minimal` on POST /logs, and x-amz-content-sha256, which
+# the AWS SDK's SigV4 signer adds, were left out).
+ALLOWED_HEADERS = (
+    b"authorization, content-type, content-encoding, prefer, x-amz-content-sha256, x-amz-date, "
+    b"x-amz-security-token, x-request-id"
+)
 EXPOSED_HEADERS = b"x-request-id, retry-after"
 
 
