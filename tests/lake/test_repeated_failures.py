@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from loglake.lake.compact import CompactReport, MergesFailed
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.repeated_failures import SAY_AGAIN_SECONDS, RepeatedFailures
 
 
@@ -51,3 +52,21 @@ def test_merges_failing_on_a_full_disk_at_every_turn_are_one_failure(caplog: pyt
             except MergesFailed as e:
                 failures.failed(e, 1.0)
     assert len(caplog.records) == 1
+
+
+def test_an_s3_lake_down_at_every_turn_is_one_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """Each turn's flush fails on a part of its own (a new key in the error's words), or undoing the last one's: a
+    traceback was logged at every maintenance turn while the lake was down. Told apart by the store's error code."""
+    failures = RepeatedFailures(logging.getLogger("loglake.test"), "lake maintenance", clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="loglake.test"):
+        for turn, action in enumerate(("put", "delete", "put")):
+            key = f"s3://lake/type=app_logs/date=2026-12-07/part-{turn}.parquet"
+            try:
+                raise ObjectStoreError(f"cannot {action} {key}: Could not connect to the endpoint URL")
+            except ObjectStoreError as e:
+                failures.failed(e, 5.0)
+        try:
+            raise ObjectStoreError("cannot put s3://lake/k: Access Denied", "AccessDenied")
+        except ObjectStoreError as e:
+            failures.failed(e, 5.0)  # another failure: told whole
+    assert [r.exc_info is not None for r in caplog.records] == [True, True]

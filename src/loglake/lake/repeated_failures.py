@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from loglake.lake.objectstore import ObjectStoreError
+
 SAY_AGAIN_SECONDS = 60.0
 
 
@@ -42,9 +44,13 @@ class RepeatedFailures:
 
 def _kind(error: BaseException) -> str:
     """What makes two failures the same: an OS error's number (its file's name changes with each retry's work folder),
-    else the error's type and words; an error raised from another (compact.MergesFailed), by that one's kind."""
+    an object store's error code (None: it could not be reached; its words name the object, a new part's at each
+    retry, and an S3 lake down logged a whole traceback at every maintenance turn), else the error's type and words;
+    an error raised from another (compact.MergesFailed), by that one's kind."""
     if error.__cause__ is not None:
         return f"{type(error).__name__} from {_kind(error.__cause__)}"
     if isinstance(error, OSError) and error.errno is not None:
         return f"{type(error).__name__} errno {error.errno}"
+    if isinstance(error, ObjectStoreError):
+        return f"{type(error).__name__} code {error.code}"
     return f"{type(error).__name__}: {error}"
