@@ -217,9 +217,11 @@ def check_lake_store(app: LoglakeApp, settings: Settings, out: TextIO) -> None:
         todo = _LAKE_REFUSALS.get(e.code or "")
         if todo is not None:
             raise ConfigError(f"the lake {where} refused loglake ({e.code}): {todo}. ({e})") from None
+        # (/healthz said "ok" until a move into the lake failed: never, on an idle server)
+        told = app.lake_jobs is not None and app.lake_jobs.store_unwritable(e)
         print(
             f"warning: the lake {where} cannot be written now ({e}): records wait in the hot store, and bulk "
-            "batches are refused, until it can; /healthz says so meanwhile",
+            f"batches are refused, until it can{'; /healthz says degraded meanwhile' if told else ''}",
             file=out,
             flush=True,
         )

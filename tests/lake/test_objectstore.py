@@ -270,6 +270,46 @@ async def test_a_lake_that_refuses_writes_keeps_healthz_503_until_it_takes_one(
         app.close()
 
 
+class _Down(LocalObjectStore):
+    """A lake whose store refuses every write while `down` is set, as an S3 lake that cannot be reached."""
+
+    down = True
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.down:
+            raise ObjectStoreError(f"cannot put s3://lake/{key}: Could not connect to the endpoint URL")
+        super().put(key, data)
+
+
+def test_maintenance_that_failed_stays_failing_until_the_store_takes_a_write(tmp_path: Path) -> None:
+    """A turn with nothing to move touches no store: a server whose lake was down at its start (or failed a move)
+    said its maintenance worked again at its next idle turn, and /healthz said "ok", while the lake was still down."""
+    from loglake.lake.lake import Lake, LakeJobs
+    from loglake.store.sqlite import SQLiteHotStore
+
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    objects = _Down(tmp_path / "lake")
+    lake = Lake(store, objects, tmp_path)
+    jobs = LakeJobs(lake, interval_seconds=0.05, on_report=lambda report: None)
+    try:
+        with pytest.raises(ObjectStoreError) as refused:
+            objects.probe_write()
+        assert jobs.store_unwritable(refused.value)
+        jobs.start()
+        time.sleep(0.5)  # (turns)
+        assert jobs.last_error is not None and "cannot put s3://lake/_state/probe" in jobs.last_error
+        objects.down = False
+        deadline = time.monotonic() + 10
+        while jobs.last_error is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jobs.last_error is None
+    finally:
+        jobs.stop()
+        lake.close()
+        store.close()
+    assert not LakeJobs(lake, interval_seconds=0, on_report=lambda report: None).store_unwritable(refused.value)
+
+
 def test_a_local_object_got_as_a_file_takes_no_room_again_and_is_the_owners_alone(tmp_path: Path) -> None:
     """What a merge reads: a link to the object (a copy took the inputs' room again on the disk the lake fills, and
     was 0644 whatever the lake's files are), which outlives the object's deletion; a copy where no link can be."""

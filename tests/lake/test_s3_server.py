@@ -87,6 +87,28 @@ def test_a_server_whose_s3_lake_refuses_its_credentials_does_not_start(
     assert "llk_" not in completed.stdout  # (no key shown for a server that never started: it would be lost)
 
 
+def test_an_idle_server_whose_s3_lake_cannot_be_reached_says_degraded_from_the_start(
+    tmp_path: Path, server_factory, admin_key_of
+) -> None:
+    """The start's warning said "/healthz says so meanwhile", yet /healthz said "ok" until a move into the lake
+    failed: never, on a server with nothing to move (its maintenance turns touched no store, and succeeded)."""
+    lake_args = (
+        *("--lake-bucket", "lake", "--lake-endpoint", f"http://127.0.0.1:{free_port()}", "--lake-region", "us-east-1"),
+        *("--flush-interval-seconds", "0.2"),
+    )
+    server = server_factory(None, *lake_args, extra_env=_aws(tmp_path))
+    assert "until it can; /healthz says degraded meanwhile" in server.log_path.read_text()
+    reason = "lake maintenance is failing: records stay in the hot store until it succeeds"
+    for _ in range(3):  # (turns, each with nothing to move, in between)
+        assert httpx.get(f"{server.url}/healthz", timeout=10).json() == {"status": "degraded", "reason": reason}
+        time.sleep(0.5)
+    headers = {"authorization": f"Bearer {admin_key_of(server)}"}
+    assert (
+        "cannot put s3://lake/_state/probe"
+        in httpx.get(f"{server.url}/healthz", headers=headers).json()["lake"]["error"]
+    )
+
+
 def test_a_server_whose_s3_lake_cannot_be_reached_warns_and_says_degraded(
     tmp_path: Path, server_factory, admin_key_of
 ) -> None:

@@ -456,6 +456,14 @@ class LakeJobs:
         if self.interval > 0:
             self._thread.start()
 
+    def store_unwritable(self, error: Exception) -> bool:
+        """The lake's store could not be written at the start (server.check_lake_store): a failure of maintenance
+        from now (/healthz says degraded), until a turn finds it writable. False when no turns run, to clear it."""
+        if self.interval <= 0:
+            return False
+        self.last_error = f"{type(error).__name__}: {error}"
+        return True
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -475,6 +483,10 @@ class LakeJobs:
             if self._stop.is_set():
                 return
             try:
+                # Failing, a turn first writes to the store: one with nothing to move touches it not, and said the
+                # maintenance worked again (an idle server whose S3 lake was down said "ok" at /healthz).
+                if self.last_error is not None:
+                    self.lake.objects.probe_write()
                 report = self.lake.maintain(expire=turn % EXPIRE_EVERY_TURNS == 0, stop=self._stop)
                 self.last_error = None
                 self._failures.succeeded()
