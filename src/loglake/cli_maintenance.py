@@ -52,11 +52,18 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
                 report = lake.flush(everything, progress=bar.update)
             merged = _compacted(lake) if everything else None
             lake.collect_garbage()  # the tables' manifests list the new files
+            unread, unread_records = lake.bulk.passed_over()
     rate = f" ({report.records / report.seconds:,.0f} records/s)" if report.seconds >= 1 else ""
     moved = f"moved {report.records:,} records into {len(report.objects)} lake file(s)"
     click.echo(f"{moved} in {report.seconds:.1f} s{rate}")
     if merged is not None:
         _tell_merged(*merged)
+    if unread:  # (each named by the move's warning above; the exit status 0 said every record had moved)
+        raise click.ClickException(
+            f"{len(unread)} waiting bulk batch(es) ({unread_records:,} records) could not be read and stay waiting: "
+            "restore them from a backup of the data dir, or `loglake verify --quarantine` takes them out, their "
+            "records with them"
+        )
 
 
 @click.command(context_settings=CONTEXT)

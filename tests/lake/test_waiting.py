@@ -38,6 +38,7 @@ from loglake.lake.waiting import (
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
+from tests.conftest import run_cli
 from tests.lake.test_bulk import CRASH_PREAMBLE, START, batch
 from tests.lake.test_flush import lake_ids
 from tests.store.contract import record
@@ -422,6 +423,34 @@ def test_a_waiting_batch_gone_or_damaged_is_named_by_reads_and_verify_and_the_ot
     assert taken == [(gone, 1200, False), (cut, 1201, True)] and (folder / QUARANTINE_DIR / cut).exists()
     assert waiting_count(lake.store) == (0, 0)
     assert sorted(sql_ids(lake)) == sorted(tables[2].column("log_id").to_pylist())
+
+
+@pytest.mark.usefixtures("no_loglake_environment")
+def test_flush_says_which_waiting_batches_it_could_not_read_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loglake flush --all` passed them over and exited 0, as if every record had moved (`loglake compact` exits 1
+    for a damaged lake file)."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    lake = Lake(store, LocalObjectStore(data / "lake"), data)
+    tables = [batch(days=1, per_day=1200 + i) for i in range(2)]
+    for table in tables:
+        lake.bulk.submit(table).result()
+    lake.close()
+    ((gone,), _) = store.read("SELECT file FROM bulk_batches ORDER BY batch_id")
+    (waiting_dir(data) / gone).unlink()
+    store.close()
+    for command, moved in ((["flush", "--all"], "1,201"), (["flush"], "0")):
+        result = run_cli(*command, "--data-dir", str(data))
+        assert result.exit_code == 1, result.output
+        assert result.stdout.startswith(f"moved {moved} records")  # (the readable batch, at the first)
+        assert result.stderr.endswith(
+            "Error: 1 waiting bulk batch(es) (1,200 records) could not be read and stay waiting: restore them from a "
+            "backup of the data dir, or `loglake verify --quarantine` takes them out, their records with them\n"
+        )
 
 
 def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:

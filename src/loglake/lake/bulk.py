@@ -353,6 +353,11 @@ class BulkWriter:
             error.reason,
         )
 
+    def passed_over(self) -> tuple[list[str], int]:
+        """The files of the waiting batches the moves passed over as unreadable that still wait, and their records."""
+        files = [file for file in sorted(self._unreadable) if is_named(self.store.read, file)]
+        return files, rows_of(self.store.read, files) if files else 0
+
     def _sweep(self) -> None:
         """Delete the files of moved batches, and those left by writers that failed or died, unless a
         reader holds the catalog (then at a later move): a snapshot from before the move may name them."""
