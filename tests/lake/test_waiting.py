@@ -453,6 +453,16 @@ def test_flush_says_which_waiting_batches_it_could_not_read_and_exits_1(
         )
 
 
+def test_quarantining_a_batch_whose_file_is_gone_makes_no_empty_folder(lake: Lake) -> None:
+    """`loglake verify --quarantine` made an empty waiting/_quarantine/ for a batch it said had "no file left"."""
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()
+    folder = waiting_dir(lake.store.path.parent)
+    ((gone,),) = lake.store.read("SELECT file FROM bulk_batches")
+    (folder / gone).unlink()
+    assert quarantine_batches(lake.store, folder, [gone]) == [(gone, 1200, False)]
+    assert waiting_count(lake.store) == (0, 0) and not (folder / QUARANTINE_DIR).exists()
+
+
 def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch passed over (its file gone) still counted as waiting for a move: the move it was due for found nothing
     to move and the mover was at once due again, going round without rest (a core's worth of reads of hot.db)."""

@@ -231,12 +231,13 @@ def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]
     kept_in = folder / QUARANTINE_DIR
     taken = []
     for file in files:
-        try:
+        kept = False
+        if (folder / file).exists():  # (a file gone leaves nothing to keep: no empty folder is made for it)
             private_dir(kept_in)
-            os.replace(folder / file, kept_in / file)  # (first: a batch taken out, its file unnamed, would be swept)
-            kept = True
-        except FileNotFoundError:
-            kept = False
+            with contextlib.suppress(FileNotFoundError):
+                # (first: a batch taken out, its file unnamed, would be swept)
+                os.replace(folder / file, kept_in / file)
+                kept = True
 
         def take_out(conn: sqlite3.Connection, file: str = file) -> list[tuple]:
             return conn.execute("DELETE FROM bulk_batches WHERE file = ? RETURNING rows", (file,)).fetchall()
