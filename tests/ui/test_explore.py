@@ -3,6 +3,7 @@ record's fields and filters, facets, the URL as the view's state, keyboard, sign
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import time
@@ -11,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.ui.conftest import HOUR_MS, no_horizontal_scroll, screenshot, sign_in
+from tests.ui.conftest import DAY_MS, HOUR_MS, no_horizontal_scroll, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -443,6 +444,20 @@ def test_a_histogram_over_a_minute_labels_its_axis_to_the_second(page, loglake):
     page.locator(".histogram .ticks span").first.wait_for()
     ticks = page.locator(".histogram .ticks span").all_inner_texts()
     assert ticks == [time.strftime("%H:%M:%S", time.gmtime(since / 1000 + 15 * i)) for i in range(5)], ticks
+
+
+def test_a_histogram_over_a_new_year_labels_its_axis_with_the_years(page, loglake):
+    """Its labels read "12-30 00:00" and then "01-01 00:00": of which year each was, the axis did not say."""
+    since = int(calendar.timegm((2025, 12, 29, 0, 0, 0))) * 1000
+    until = since + 5 * DAY_MS
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/explore?from={since}&to={until}&tz=utc")
+    page.locator(".histogram .ticks span").first.wait_for()
+    ticks = page.locator(".histogram .ticks span").all_inner_texts()
+    assert (ticks[0], ticks[-1]) == ("2025-12-29 00:00", "2026-01-03 00:00"), ticks
+    page.goto(f"{loglake.url}/ui/explore?from={since}&to={since + 2 * DAY_MS}&tz=utc")  # (within one year: as before)
+    page.locator(".histogram .ticks span", has_text="12-31 00:00").wait_for()
+    assert page.locator(".histogram .ticks span").all_inner_texts()[0] == "12-29 00:00"
 
 
 def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):

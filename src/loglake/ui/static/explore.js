@@ -229,10 +229,12 @@ async function loadHistogram(box, state, go, signal) {
     const width = data.bucket_seconds * 1000;
     const bars = data.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: SEVERITIES.map((s) => [s, b.counts[s] || 0]) }));
     const total = data.buckets.reduce((sum, b) => sum + b.total, 0);
-    // Labels to the minute ("12-07 14:25"); over a few minutes to the second ("14:25:30"), or every label of a
-    // one-minute range (an alert's, opened in Explore) was the same minute.
+    // Labels to the minute ("12-07 14:25"), with the year when the range crosses one ("2026-12-31 14:25": a
+    // "01-02" read as of the range's first year); over a few minutes to the second ("14:25:30"), or every label of
+    // a one-minute range (an alert's, opened in Explore) was the same minute.
     const shown = bars.length ? bars[bars.length - 1].start + width - bars[0].start : 0;
-    const [cutFrom, cutTo] = shown < SECONDS_LABELED_BELOW_MS ? [11, shown < 5_000 ? 23 : 19] : [5, 16];
+    const years = new Set([state.since, state.until].map((ms) => formatTime(ms, state.tz).slice(0, 4)));
+    const [cutFrom, cutTo] = shown < SECONDS_LABELED_BELOW_MS ? [11, shown < 5_000 ? 23 : 19] : [years.size > 1 ? 0 : 5, 16];
     const chart = stackedBars(bars, {
       from: state.since,
       to: state.until,
