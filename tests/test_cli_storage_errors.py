@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loglake.alerts.outbox import Outbox
+from loglake.ask.store import AskStore
 from loglake.config import Settings
 from loglake.lake.location import check_lake_location
 from loglake.rules.state import open_state
@@ -167,19 +168,23 @@ def test_commands_on_a_database_a_newer_loglake_migrated_say_so_in_one_line(tmp_
         ("alerts.db", "UPDATE schema_versions SET version = 99 WHERE name = 'rules'"),
         ("alerts.db", "UPDATE schema_versions SET version = 99 WHERE name = 'delivery'"),
         ("sessions.db", "PRAGMA user_version = 99"),
+        ("ask.db", "PRAGMA user_version = 99"),
     ],
 )
 def test_serve_refuses_at_start_the_databases_it_opens_later_when_a_newer_loglake_migrated_them(
     tmp_path: Path, database: str, newer: str
 ) -> None:
-    """alerts.db and sessions.db are opened at their first use (a rule's run, a delivery, GET /alerts, a sign-in): a
-    server given a downgraded data dir started and said it was up, then /healthz, the alert routes and every sign-in
-    answered 500."""
+    """alerts.db, sessions.db and ask.db are opened at their first use (a rule's run, a delivery, GET /alerts, a
+    sign-in, a scrape of /metrics): a server given a downgraded data dir started and said it was up, then /healthz,
+    the alert routes, every sign-in and every scrape answered 500."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     open_state(data_dir).close()
     Outbox(data_dir).close()
     SessionStore(data_dir, time.time).create("llk_…", b"hash", "ops", 60)
+    asked = AskStore(data_dir, time.time, 60_000)
+    asked.usage()
+    asked.close()
     conn = sqlite3.connect(data_dir / database)
     conn.execute(newer)
     conn.commit()

@@ -240,6 +240,7 @@ class LoglakeApp(RuntimeEvents):
         it listens): one a newer loglake migrated stops the start."""
         self.runtime.open_databases()
         self.sessions.open()
+        self.asking.open()
 
     def close(self) -> None:
         # Requests in flight finish first, on the store they started with; then the runtime stops its

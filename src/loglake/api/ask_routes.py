@@ -128,9 +128,8 @@ class Asking:
         )
         tokens = Counter("loglake_llm_tokens_total", "Tokens used, by provider and direction.", ("provider", "kind"))
         cost = Counter("loglake_llm_cost_usd_total", "Estimated cost of the tokens used, in USD.", ("provider",))
-        kept = self._store is not None or (settings.data_dir / ASK_DB).exists()  # no file made for a scrape
         try:
-            uses = self.store.usage() if kept and self.app.lake is not None else []
+            uses = self.store.usage() if self._kept() else []
         except AskStoreBusy:  # another process holds ask.db: this scrape goes without its usage
             uses = []
         for use in uses:
@@ -141,6 +140,17 @@ class Asking:
             cost.inc((use.provider,), spent / 1e6)
         lines: Iterable[str] = (*self.outcomes.render(), *requests.render(), *tokens.render(), *cost.render())
         return ("\n".join(lines) + "\n").encode()
+
+    def _kept(self) -> bool:
+        """Whether there is an ask.db to read (none is made for a scrape or a start), with a lake to ask."""
+        opened = self._store is not None or (self.app.settings.data_dir / ASK_DB).exists()
+        return opened and self.app.lake is not None
+
+    def open(self) -> None:
+        """Open an existing ask.db now (`loglake serve`, before it listens): one a newer loglake migrated stops the
+        start, where the server said it was up and every scrape of /metrics (its token use) answered 500."""
+        if self._kept():
+            self.store.open()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)

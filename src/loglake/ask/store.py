@@ -145,6 +145,11 @@ class AskStore:
                 f"{ASK_DB} stayed locked by another process's write for {self._busy_timeout_s:g} s; retry shortly"
             ) from None
 
+    def open(self) -> None:
+        """Open ask.db now, rather than at first use: one a newer loglake migrated is refused here (NewerSchema)."""
+        with self._use():
+            pass
+
     def close(self) -> None:
         self._db.close()
 
