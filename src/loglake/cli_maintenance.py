@@ -15,7 +15,7 @@ from loglake.cli_options import CONTEXT, WholeNumber, data_dir_option_with, prog
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
-from loglake.lake.verify import older_catalog, verify_databases, verify_lake, verify_waiting
+from loglake.lake.verify import verify_databases, verify_lake, verify_waiting
 from loglake.lake.waiting import QUARANTINE_DIR, WAITING_DIR, quarantine_batches, waiting_dir
 
 maintenance_data_dir_option = data_dir_option_with(
@@ -167,7 +167,7 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     """Check what is stored: each database (SQLite's quick_check), then every lake file read whole, each page against
     its checksum and its records against the catalog; exit status 1 naming what is damaged. SQL does not check
     checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server
-    (but for --quarantine), and leaves a data dir an older loglake made as it is, unchecked."""
+    (but for --quarantine)."""
     started = said = time.monotonic()
 
     def progress(done: int, listed: int, done_bytes: int, listed_bytes: int) -> None:
@@ -182,13 +182,6 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     hot_db = require_loglake_data(data_dir)
     report = verify_databases(data_dir)  # (first: opening the lake could migrate a damaged hot.db)
     catalog_damaged = any(damaged.what == hot_db.name for damaged in report.damaged)
-    # Opening the lake would migrate a hot.db an older loglake made: under an older server still running on it, which
-    # a check that only reads must not change (that server's next start would refuse its data dir as newer).
-    if not catalog_damaged and (behind := older_catalog(hot_db)):
-        raise click.ClickException(
-            f"{hot_db} has {behind}: verify only reads, so it leaves a data dir an older loglake made as it is; "
-            "verify it with that loglake, or once this one has upgraded it (as `loglake serve` starts)"
-        )
     if not catalog_damaged:
         with local_lake(data_dir) as lake:
             verify_lake(report, lake.store, lake.objects, progress)

@@ -147,27 +147,6 @@ def migrate_schema(conn: sqlite3.Connection, schema: Schema) -> None:
     _apply(conn, schema.migrations, version, set_version, f"its {schema.name} tables")
 
 
-def schema_behind(path: Path, migrations: Sequence[str], schemas: Sequence[Schema] = ()) -> str | None:
-    """What of the database at `path` an older loglake left behind this one's steps (its owner's schema, or a guest
-    package's tables), read without applying any: None when nothing is. For a command that only reads, which
-    leaves such a database as it is (an older server beside it would find it changed under it)."""
-    with (
-        telling_damage(path),
-        contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn,
-    ):
-        behind = []
-        if (done := _user_version(conn)) < len(migrations):
-            behind.append(f"its schema at version {done}, older than this loglake's ({len(migrations)})")
-        named = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_versions'").fetchone()
-        versions = dict(conn.execute("SELECT name, version FROM schema_versions").fetchall()) if named else {}
-    for schema in schemas:
-        if (done := versions.get(schema.name, 0)) < len(schema.migrations):
-            behind.append(
-                f"its {schema.name} tables at version {done}, older than this loglake's ({len(schema.migrations)})"
-            )
-    return " and ".join(behind) or None
-
-
 def _apply(
     conn: sqlite3.Connection,
     migrations: Sequence[str],

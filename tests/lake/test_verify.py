@@ -3,7 +3,6 @@ catalog's record counts and the databases."""
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import io
 import logging
@@ -259,28 +258,6 @@ def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) 
     assert "checked 1 database(s) and 0 lake file(s)" in result.stdout
     assert "the lake was not checked: its catalog is in the damaged hot.db" in result.stdout
     assert "1 damaged: restore them from a backup" in result.stderr and "lake file" not in result.stderr
-
-
-def test_verify_leaves_a_hot_db_an_older_loglake_made_as_it_is(tmp_path: Path) -> None:
-    """verify "only reads", yet opening the lake migrated hot.db: beside an older server still running on the data
-    dir, that server's tables changed under it, and its next start refused the data dir as newer."""
-    data, _ = flushed_data_dir(tmp_path, days=1)
-    with contextlib.closing(sqlite3.connect(data / "hot.db")) as conn:  # (as the loglake before `final` left it)
-        conn.execute("ALTER TABLE lake_files DROP COLUMN final")
-        conn.execute("UPDATE schema_versions SET version = 3 WHERE name = 'lake'")
-        conn.commit()
-    result = run("verify", "--data-dir", str(data))
-    assert result.exit_code == 1
-    assert result.stderr == (
-        f"Error: {data / 'hot.db'} has its lake tables at version 3, older than this loglake's (4): verify only reads, "
-        "so it leaves a data dir an older loglake made as it is; verify it with that loglake, or once this one has "
-        "upgraded it (as `loglake serve` starts)\n"
-    )
-    with contextlib.closing(sqlite3.connect(data / "hot.db")) as conn:
-        assert conn.execute("SELECT version FROM schema_versions WHERE name = 'lake'").fetchone() == (3,)
-        assert "final" not in [column[1] for column in conn.execute("PRAGMA table_info(lake_files)")]
-    run("flush", "--data-dir", str(data))  # (a command that writes upgrades it)
-    assert run("verify", "--data-dir", str(data)).stdout.splitlines()[-1] == "all ok"
 
 
 def test_quarantine_takes_damaged_and_lost_files_out_of_the_catalog_and_keeps_what_is_left(

@@ -23,12 +23,10 @@ import pyarrow.parquet as pq
 from loglake.lake.manifest import LakeFile, list_files, listed_file, reading
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parquet_objects import ParquetObjects
-from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import TABLES
 from loglake.lake.waiting import WAITING_DIR, batch_files, batch_problem, is_named, waiting_dir
-from loglake.sqlitedb import integrity_problem, schema_behind
+from loglake.sqlitedb import integrity_problem
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_rows import MIGRATIONS
 
 
 @dataclass(slots=True)
@@ -66,12 +64,6 @@ def verify_databases(data_dir: Path) -> VerifyReport:
         if problem := database_problem(database):
             report.damaged.append(Damaged(database.name, problem))
     return report
-
-
-def older_catalog(hot_db: Path) -> str | None:
-    """What of hot.db (the hot store's tables and the lake's catalog) an older loglake left behind this one's schema,
-    read only; None when it is up to date (or newer: opening it refuses that, NewerSchema)."""
-    return schema_behind(hot_db, MIGRATIONS, [LAKE_SCHEMA])
 
 
 def verify_data_dir(data_dir: Path, store: SQLiteHotStore, lake: ObjectStore, progress: Progress) -> VerifyReport:
