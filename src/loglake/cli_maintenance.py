@@ -167,7 +167,7 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     """Check what is stored: each database (SQLite's quick_check), then every lake file read whole, each page against
     its checksum and its records against the catalog; exit status 1 naming what is damaged. SQL does not check
     checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server
-    (but for --quarantine)."""
+    (but for --quarantine, and a data dir an older loglake made, which it upgrades first as every command does)."""
     started = said = time.monotonic()
 
     def progress(done: int, listed: int, done_bytes: int, listed_bytes: int) -> None:
