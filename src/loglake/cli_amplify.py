@@ -279,7 +279,13 @@ def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -
         )
     elif end is not None and end > settled:
         click.echo(f"note: collecting up to {iso_utc(settled)} only; later logs are still arriving", err=True)
-    if start is not None and start < kept:
+    if end is not None and end <= kept:  # (it said it collected from the retention's start on, then collected nothing)
+        click.echo(
+            f"note: nothing to collect: --until is at or before {iso_utc(kept)}; logRetention.days "
+            f"({collector.config.retention_days}) would drop anything older",
+            err=True,
+        )
+    elif start is not None and start < kept:
         click.echo(
             f"note: collecting from {iso_utc(kept)} only; logRetention.days "
             f"({collector.config.retention_days}) would drop anything older",

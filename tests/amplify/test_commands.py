@@ -150,6 +150,14 @@ def test_ranges_beyond_what_can_be_kept_are_narrowed_with_a_note(amplify: FakeAm
     )  # fmt: skip
     assert ahead.exit_code == 0 and "danse_tech: 0 window(s)" in ahead.stdout
     assert "note: nothing to collect: --since is at or after " in ahead.stderr  # (it said nothing)
+    behind = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--since", "2020-01-01", "--until", "2020-02-01", "--dry-run",
+    )  # fmt: skip
+    assert behind.exit_code == 0 and "danse_tech: 0 window(s)" in behind.stdout
+    # (it said it collected from the retention's start, then collected nothing)
+    assert "note: nothing to collect: --until is at or before " in behind.stderr
+    assert "collecting from" not in behind.stderr
 
 
 def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify, tmp_path: Path) -> None:
