@@ -137,3 +137,44 @@ async def test_a_body_larger_than_the_budget_still_gets_in_alone(monkeypatch: py
     with pytest.raises(ApiError) as refused:
         await budget.reserve(1)
     assert refused.value.status == 503
+
+
+async def test_a_signed_request_without_a_body_reserves_none_of_the_budget(settings: Settings) -> None:
+    """SigV4 reads the body to check its signature, so a signed GET goes through the body's reservation: with no
+    Content-Length it reserved a whole body of the route's limit (10 MiB), and a signed live tail held it for as
+    long as it streamed (some 25 tails left no room for any ingest). A request with neither Content-Length nor
+    Transfer-Encoding has no body (RFC 9112 6.3)."""
+    from tests.api.test_auth_sigv4 import sign
+
+    app = LoglakeApp.from_settings(settings)
+    try:
+        new = app.keystore.create("signer", frozenset({"read"}), sigv4=True)
+        url = "http://loglake.test/logs/tail"
+        headers = [
+            (k.lower().encode(), v.encode()) for k, v in sign("GET", url, b"", (new.access_key_id, new.secret)).items()
+        ]
+        streaming, leave = asyncio.Event(), asyncio.Event()
+        held_while_streaming: list[int] = []
+
+        async def receive() -> dict:
+            if not held_while_streaming:
+                held_while_streaming.append(-1)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                assert message["status"] == 200
+                held_while_streaming[:] = [app.body_budget.held]
+                streaming.set()
+
+        scope = {"type": "http", "method": "GET", "path": "/logs/tail", "raw_path": b"/logs/tail", "query_string": b""}
+        scope |= {"headers": [(b"host", b"loglake.test"), *headers]}
+        task = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(streaming.wait(), 5)
+        leave.set()
+        await asyncio.wait_for(task, 5)
+        assert held_while_streaming == [0] and app.body_budget.held == 0
+    finally:
+        app.close()

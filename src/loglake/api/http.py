@@ -139,10 +139,12 @@ class Request:
 
 def body_reservation(request: Request, max_bytes: int) -> int:
     """The bytes a body may hold (what body_budget reserves for it): its Content-Length, the route's limit when it
-    gives none; 0 when it gives more than the limit (read_body refuses it at once)."""
+    gives none for a body sent in chunks; 0 when it gives more than the limit (read_body refuses it at once), and
+    for a request with neither header, which has no body (RFC 9112 6.3: a signed GET, a live tail, held as long as
+    it streams)."""
     length = request.headers.get(b"content-length")
     if length is None:
-        return max_bytes
+        return max_bytes if b"transfer-encoding" in request.headers else 0
     return int(length) if length.isdigit() and int(length) <= max_bytes else 0
 
 
