@@ -178,3 +178,18 @@ async def test_a_signed_request_without_a_body_reserves_none_of_the_budget(setti
         assert held_while_streaming == [0] and app.body_budget.held == 0
     finally:
         app.close()
+
+
+async def test_a_reservation_of_nothing_waits_for_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that holds no body (one without, or one whose Content-Length is past the route's limit, refused 413
+    at once) reserves 0 bytes: it waited behind a body waiting for room, and was answered 503 server_busy after
+    WAIT_SECONDS rather than read (a signed GET) or told its body is too large."""
+    monkeypatch.setattr(body_budget, "BODIES_BYTES", 10)
+    monkeypatch.setattr(body_budget, "WAIT_SECONDS", 5)
+    budget = BodyBudget(10)
+    held = await budget.reserve(8)
+    waiting = asyncio.create_task(budget.reserve(5))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(budget.reserve(0), 0.5) == 0
+    budget.release(held)
+    assert await waiting == 5 and budget.held == 5

@@ -42,7 +42,8 @@ class BodyBudget:
         """Hold `size` bytes (at most the total), waiting while they do not fit behind those that wait; the bytes
         held, for `release`. ApiError 503 when no room was made within WAIT_SECONDS."""
         size = min(size, self.total)
-        if not self._waiting and self.held + size <= self.total:
+        # (nothing to hold, no turn to wait: a request without a body, or one refused 413 for its Content-Length)
+        if not size or (not self._waiting and self.held + size <= self.total):
             self.held += size
             return size
         granted = asyncio.get_running_loop().create_future()
