@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -186,3 +187,40 @@ def test_a_local_lake_is_not_claimed(tmp_path: Path) -> None:
     """The data dir's own folder: no other data dir can name it."""
     object_store(Settings(data_dir=tmp_path))
     assert not (tmp_path / CATALOG_ID_FILE).exists() and not (tmp_path / "lake" / CLAIM_KEY).exists()
+
+
+def test_writes_beside_the_first_wait_for_its_claim() -> None:
+    """The claim made before the first write: another thread's write meanwhile (a bulk batch's part and manifest
+    beside a maintenance turn's) went ahead while the claim was under way, into a lake the claim then found to be
+    another data dir's."""
+    written: list[str] = []
+    client = SimpleNamespace(put_object=lambda **kwargs: written.append(kwargs["Key"]))
+    objects = objectstore.S3ObjectStore(client, "bucket")
+    claiming, refuse = threading.Event(), threading.Event()
+
+    def claim() -> bool:
+        objects.put(CLAIM_KEY, b"{}")  # (the claim's own write passes)
+        claiming.set()
+        refuse.wait(5)
+        raise ObjectStoreError("the lake is catalogued by another loglake data dir", "LakeClaimed")
+
+    objects.claim_before_writing(claim)
+    failed: list[str] = []
+
+    def write(key: str) -> None:
+        try:
+            objects.put(key, b"[]")
+        except ObjectStoreError as e:
+            failed.append(f"{key}: {e.code}")
+
+    first = threading.Thread(target=write, args=("type=app_logs/part-1.parquet",))
+    first.start()
+    assert claiming.wait(5)
+    beside = threading.Thread(target=write, args=("type=app_logs/_manifest.json",))
+    beside.start()
+    time.sleep(0.1)
+    refuse.set()
+    first.join(5)
+    beside.join(5)
+    assert set(written) == {CLAIM_KEY}  # (the claim's own writes, the second's once the first's was refused)
+    assert sorted(failed) == ["type=app_logs/_manifest.json: LakeClaimed", "type=app_logs/part-1.parquet: LakeClaimed"]

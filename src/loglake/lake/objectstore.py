@@ -272,7 +272,8 @@ class S3ObjectStore(ObjectStore):
         # their own standard credential chain.
         self.credentials = credentials
         self._claim: Callable[[], bool] | None = None
-        self._claiming = threading.RLock()
+        self._claiming = threading.Lock()
+        self._claimer: int | None = None  # the thread whose write is claiming the lake now
 
     def claim_before_writing(self, claim: Callable[[], bool]) -> None:
         """Have the first write call `claim` first (and every write until it answers True): a lake that could not be
@@ -281,18 +282,20 @@ class S3ObjectStore(ObjectStore):
         self._claim = claim
 
     def _claimed(self) -> None:
-        if self._claim is None:
+        if self._claim is None or self._claimer == threading.get_ident():  # (the claim's own write passes)
             return
-        with self._claiming:  # (reentrant: the claim's own write comes back here, and passes)
-            claim, self._claim = self._claim, None
+        # The other writes wait for the claim under way: one that went ahead meanwhile (a bulk batch's manifest
+        # beside a maintenance turn's probe) wrote into a lake the claim then found to be another data dir's.
+        with self._claiming:
+            claim = self._claim
             if claim is None:
                 return
+            self._claimer = threading.get_ident()
             try:
-                if not claim():
-                    self._claim = claim  # (still unreachable: this write fails, the next one claims again)
-            except BaseException:
-                self._claim = claim
-                raise
+                if claim():
+                    self._claim = None  # (else still unreachable: this write fails, the next one claims again)
+            finally:
+                self._claimer = None
 
     def arrow_filesystem(self) -> Any:
         """A pyarrow S3 filesystem for the same endpoint, region and credentials as the client."""
