@@ -323,6 +323,23 @@ def test_keep_alive_pipelining_and_connection_close() -> None:
     asyncio.run(scenario())
 
 
+def test_a_pipelined_head_has_its_time_once_the_answers_before_it_are_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head's clock ran while the requests before it were answered, reading paused meanwhile: a slow first answer
+    let it pass, and the 408 was written in the middle of the connection's answers, in the first one's place."""
+    monkeypatch.setattr(http_protocol, "HEAD_SECONDS", 0.2)  # (/slow takes 0.3 s)
+
+    async def scenario() -> None:
+        server, port, _, _ = await _serve_behaviour()
+        get = b"GET /%b HTTP/1.1\r\nhost: x\r\n\r\n"
+        # The third's head ends in a second write, while the server does not read: two requests wait before it.
+        third = b"GET / HTTP/1.1\r\nhost: x\r\n", b"connection: close\r\n\r\n"
+        raw = await _exchange(port, get % b"slow" + get % b"a" + third[0], third[1], pause=0.05)
+        assert [answer[:15] for answer in _answers(raw)] == [b"HTTP/1.1 200 OK"] * 3, raw
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_idle_connection_is_closed_after_the_keep_alive_time() -> None:
     async def scenario() -> None:
         server, port, _, state = await _serve_behaviour(keep_alive=1)

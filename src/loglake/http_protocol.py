@@ -298,6 +298,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.waiting:
             self.current = self.waiting.popleft()
             self.current.start()
+        elif self._in_head:  # (a head that began behind the answers: its time runs from now, its turn)
+            self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
+            self._arm()
         else:
             self._deadline, self._deadline_for = self.loop.time() + self.keep_alive_seconds, _IDLE
             self._arm()
@@ -352,7 +355,9 @@ class HttpProtocol(asyncio.Protocol):
                     self.transport.close()
                 else:
                     self._refuse_head(408, f"the request's body came slower than {BODY_MIN_RATE} bytes a second")
-        elif self._in_head or self.current is None:  # (else a request is being answered)
+        elif self.current is None:
+            # (else a request is being answered: a pipelined head behind it, which reads may wait for, gets its time
+            # once the answers before it are sent; a 408 now took the place of theirs)
             self._refuse_head(408, f"the request's head did not end within {HEAD_SECONDS:g} s")
 
     # -- refusals ---------------------------------------------------------------------------------------------
