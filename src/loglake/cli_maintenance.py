@@ -204,7 +204,9 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     batches = [file.removeprefix(f"{WAITING_DIR}/") for file in lake_files if file.startswith(f"{WAITING_DIR}/")]
     if quarantine and lake_files:
         with local_lake(data_dir) as lake:
-            for file, kept in lake.quarantine(set(lake_files) - {f"{WAITING_DIR}/{b}" for b in batches}):
+            # (in the order DAMAGED named them, as before waiting batches were checked too)
+            parts = [file for file in lake_files if not file.startswith(f"{WAITING_DIR}/")]
+            for file, kept in lake.quarantine(parts):
                 where = f"the file kept as {lake.objects.uri(quarantined_key(file.key))}" if kept else "no file left"
                 click.echo(f"QUARANTINED {file.key}: its {file.records:,} records out of the catalog, {where}")
             folder = waiting_dir(data_dir)
