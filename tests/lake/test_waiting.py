@@ -480,3 +480,31 @@ def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypa
     while waiting_count(lake.store)[0] != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert waiting_count(lake.store) == (1, 1200)
+
+
+def test_a_batch_passed_over_is_read_again_later_and_moves_once_its_file_is_restored(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passed over for the life of the process: a file restored from a backup, as the warning advises, stayed
+    waiting until the server was restarted."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 0.2)
+    monkeypatch.setattr(bulk, "UNREADABLE_RETRY_SECONDS", 1.0)
+    first = batch(days=1, per_day=1200)
+    lake.bulk.submit(first).result()
+    folder = waiting_dir(lake.store.path.parent)
+    ((file,),) = lake.store.read("SELECT file FROM bulk_batches", ())
+    backup = (folder / file).read_bytes()
+    (folder / file).unlink()
+    deadline = time.monotonic() + 10
+    while not lake.bulk.passed_over()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lake.bulk.passed_over() == ([file], 1200)
+    (folder / file).write_bytes(backup)  # restored
+    time.sleep(1.2)  # its pass over ends: the next move reads it again
+    second = batch(days=1, per_day=1300)
+    lake.bulk.submit(second).result()
+    while waiting_count(lake.store)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_count(lake.store) == (0, 0)
+    expected = first.column("log_id").to_pylist() + second.column("log_id").to_pylist()
+    assert sorted(lake_ids(lake.store, lake.objects)) == sorted(expected)

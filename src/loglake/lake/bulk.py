@@ -100,6 +100,10 @@ MAX_WAITING_ROWS = 8 * MOVED_ROWS
 MAX_WAITING_BYTES = 256 * 2**20
 # Waiting batches are moved once MOVED_ROWS wait, or about this long after the oldest was stored.
 MOVE_AFTER_SECONDS = 2.0
+# A batch whose file could not be read is passed over by the moves this long, then read again by the next: a file
+# restored from a backup, as the warning advises, or one that failed for a passing cause (too many open files), was
+# left waiting until the server was restarted.
+UNREADABLE_RETRY_SECONDS = 600.0
 
 
 class BulkWriter:
@@ -134,7 +138,8 @@ class BulkWriter:
         self._mover_wake = threading.Condition(self._lock)
         self._closing = False
         self._moving = threading.Lock()  # one move at a time in this process (another's is told apart on commit)
-        self._unreadable: set[str] = set()  # waiting batch files found unreadable: passed over by the moves
+        # Waiting batch files found unreadable, and when (time.monotonic): passed over by the moves for a while
+        self._unreadable: dict[str, float] = {}
         self._unreadable_rows = 0  # the records of those still waiting: never due for a move
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
@@ -313,6 +318,10 @@ class BulkWriter:
         """Move the oldest waiting batches, MOVED_ROWS at a time, while a move is due (or all)."""
         moved, parts = 0, []
         with self._moving:
+            now = time.monotonic()
+            for file, since in list(self._unreadable.items()):
+                if now - since >= UNREADABLE_RETRY_SECONDS:
+                    del self._unreadable[file]  # (read again by this move)
             while True:
                 ids, files, _ = oldest_batches(self.store.read, MOVED_ROWS, self._unreadable)
                 if ids:
@@ -346,11 +355,13 @@ class BulkWriter:
         move, it stopped every batch behind it for good (or, gone, a move that went round and round)."""
         if not is_named(self.store.read, error.file):
             return  # (another process moved it, and deleted its file, meanwhile)
-        self._unreadable.add(error.file)
+        self._unreadable[error.file] = time.monotonic()
         log.warning(
-            "%s: its batch stays waiting and the others move without it; `loglake verify` names it: restore it from"
-            " a backup of the data dir, or `loglake verify --quarantine` takes it out, its records with it",
+            "%s: its batch stays waiting and the others move without it (a move reads it again in %d minutes); `loglake"
+            " verify` names it: restore it from a backup of the data dir, or `loglake verify --quarantine` takes it"
+            " out, its records with it",
             error.reason,
+            UNREADABLE_RETRY_SECONDS // 60,
         )
 
     def passed_over(self) -> tuple[list[str], int]:
