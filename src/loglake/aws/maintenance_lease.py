@@ -78,7 +78,8 @@ def _take(lake: S3ObjectStore, lease: bytes, now_ms: int) -> tuple[str | None, d
     held_by = _lease_of(data)
     if held_by is not None and held_by["until_ms"] > now_ms:
         return None, held_by
-    return lake.put_if(LEASE_KEY, lease, found_etag), held_by  # ended (or unreadable): taken over, unless another did
+    taken = lake.put_if(LEASE_KEY, lease, found_etag)  # ended (or unreadable): taken over, unless another run did
+    return taken, None  # (that other run holds it now, not the one whose lease ended)
 
 
 def _lease_of(data: bytes) -> dict[str, Any] | None:
