@@ -167,3 +167,22 @@ def test_a_run_that_outlived_its_lease_leaves_the_next_holder_s(lake_bucket: str
         _, etag = lake.get_tagged(LEASE_KEY)
         lake.put_if(LEASE_KEY, json.dumps({"holder": "retention", "until_ms": 1 << 50}).encode(), etag)
     assert json.loads(lake.get(LEASE_KEY))["holder"] == "retention"
+
+
+def test_a_run_beaten_to_an_ended_lease_does_not_name_the_run_whose_lease_ended(lake_bucket: str) -> None:  # noqa: F811
+    class Raced(S3ObjectStore):
+        """The lake, where another run takes the ended lease over right after this one read it."""
+
+        def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+            found = super().get_tagged(key)
+            assert found is not None
+            assert self.put_if(key, json.dumps({"holder": "retention", "until_ms": 1 << 50}).encode(), found[1])
+            return found
+
+    lake = Raced(boto3.client("s3"), lake_bucket)
+    ended = {"holder": "compaction", "request_id": "killed", "since": "x", "until_ms": int(time.time() * 1000) - 1}
+    lake.put(LEASE_KEY, json.dumps(ended).encode())
+    taking = maintenance_lease(lake, "compaction", None, 0, "hourly-2")
+    with pytest.raises(LakeBusy) as busy:
+        taking.__enter__()
+    assert "killed" not in str(busy.value) and str(busy.value).startswith("another run holds")
