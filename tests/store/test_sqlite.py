@@ -329,3 +329,29 @@ def test_a_database_from_before_trace_ids_opens_with_its_records_and_takes_trace
         assert store.get(traced.log_id) == traced
     finally:
         store.close()
+
+
+def _connections_held(path: Path) -> int:
+    """This process's open files on `path` (each SQLite connection holds one)."""
+    return sum(1 for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink() and fd.readlink() == path)
+
+
+def test_reads_on_threads_that_end_do_not_leave_their_connections_open(tmp_path: Path) -> None:
+    """Each flush reads on a thread of its own that ends with it: a running server opened a reader
+    connection (two files, and its cache) per flush and kept it, until it ran out of files."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        store.put([record(message="kept")])
+
+        def read_on_threads(count: int) -> int:
+            for _ in range(count):
+                thread = threading.Thread(target=store.read, args=("SELECT count(*) FROM logs",))
+                thread.start()
+                thread.join()
+            assert store.read("SELECT count(*) FROM logs") == [(1,)]
+            return _connections_held(tmp_path / "hot.db")
+
+        assert read_on_threads(20) == read_on_threads(1)
+    finally:
+        store.close()
+    assert _connections_held(tmp_path / "hot.db") == 0

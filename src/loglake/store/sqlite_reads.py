@@ -113,12 +113,16 @@ class Snapshot:
 
 
 class ReaderConnections:
-    """One reading connection per thread, made by `connect` at the thread's first read; close() closes them all."""
+    """One reading connection per thread, made by `connect` at the thread's first read; close() closes them all.
+
+    Threads come and go (each flush reads on a thread of its own): making a connection closes those of
+    the threads that ended, so a server that runs for months holds one per live thread, not one per
+    thread it ever had (two open files and a page cache each)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
         self._local = threading.local()
-        self._made: list[sqlite3.Connection] = []
+        self._made: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
 
     def get(self) -> sqlite3.Connection:
@@ -126,12 +130,14 @@ class ReaderConnections:
         if conn is None:
             conn = self._local.conn = self._connect()
             with self._lock:
-                self._made.append(conn)
+                for thread in [t for t in self._made if not t.is_alive()]:
+                    self._made.pop(thread).close()
+                self._made[threading.current_thread()] = conn
         return conn
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._made:
+            for conn in self._made.values():
                 conn.close()
             self._made.clear()
 
