@@ -142,6 +142,30 @@ def test_closing_writes_every_line_still_waiting(tmp_path: Path) -> None:
     assert [line["request_id"] for line in lines_of(target)] == [str(n) for n in range(500)]
 
 
+def test_a_log_file_moved_away_or_deleted_is_made_again_at_its_path(tmp_path: Path) -> None:
+    """logrotate's default renames the file (then, say, compresses and deletes it): the server wrote on into the
+    renamed file for good, its path stayed empty and the disk was never given back until a restart."""
+    target = tmp_path / "access.log"
+    log = AccessLog.open(str(target))
+    try:
+        log.event({"event": "first"})
+        assert log.flush(5)
+        target.rename(tmp_path / "access.log.1")
+        log.event({"event": "second"})
+        assert log.flush(5)
+        second = lines_of(target)
+        target.unlink()
+        log.event({"event": "third"})
+        assert log.flush(5)
+        third = lines_of(target)
+    finally:
+        log.close()
+    assert [line["event"] for line in lines_of(tmp_path / "access.log.1")] == ["first"]
+    assert [line["event"] for line in second] == ["second"]
+    assert [line["event"] for line in third] == ["third"]
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_log_file_that_cannot_be_opened_names_the_setting(tmp_path: Path) -> None:
     for target in (tmp_path / "no-such-folder" / "access.log", tmp_path):
         with pytest.raises(ConfigError, match=r"^--access-log \(LOGLAKE_ACCESS_LOG\): cannot open .*: (No such|Is a)"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import sys
 import threading
 import time
@@ -59,9 +60,16 @@ class AccessLog:
     in the order they were logged by one writer thread."""
 
     def __init__(
-        self, sink: IO[bytes], *, requests: bool = True, owned: bool = False, max_pending: int = MAX_PENDING_LINES
+        self,
+        sink: IO[bytes],
+        *,
+        requests: bool = True,
+        owned: bool = False,
+        max_pending: int = MAX_PENDING_LINES,
+        path: Path | None = None,
     ) -> None:
         self.sink = sink
+        self.path = path  # the file `sink` was opened at, made again there when it is moved or deleted
         self.logs_requests = requests
         self.owned = owned
         self.max_pending = max_pending
@@ -91,7 +99,7 @@ class AccessLog:
                 f"{setting}: cannot open {target} to append to: {e.strerror}; name a file in a "
                 "folder that exists, - for stderr, or off"
             ) from None
-        return cls(sink, owned=True)
+        return cls(sink, owned=True, path=Path(target))
 
     def request(self, request: Request, route: str, status: int, seconds: float, sent: int) -> None:
         if not self.logs_requests or self._closing:
@@ -194,6 +202,8 @@ class AccessLog:
                 lines.append(_dropped_line(drops, self.max_pending))
             if lines:
                 try:
+                    if self.path is not None:
+                        self._follow_rotation(self.path)
                     self.sink.write(_encode_lines(lines))
                     self.sink.flush()
                 except (OSError, ValueError):
@@ -202,6 +212,18 @@ class AccessLog:
                 written.set()
             if closing:
                 return
+
+    def _follow_rotation(self, path: Path) -> None:
+        """Open the file again at `path` when it was renamed or deleted (logrotate's default, without
+        copytruncate): the lines go on where the setting says, and the rotated file's disk is given back."""
+        try:
+            moved = not os.path.samestat(os.stat(path), os.fstat(self.sink.fileno()))
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            sink = open_private(path, "ab")
+            self.sink.close()
+            self.sink = sink
 
 
 class LogRecords(logging.Handler):
