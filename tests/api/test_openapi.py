@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import jsonschema
 import pytest
@@ -26,6 +28,17 @@ def test_every_route_is_documented_and_every_documented_path_is_served() -> None
     documented = {(method.upper(), path) for path, ops in SPEC["paths"].items() for method in ops if method != "head"}
     served = {(route.method, route.template) for route in ROUTES}
     assert documented == served - UNDOCUMENTED
+
+
+def test_every_path_parameter_of_a_template_is_declared_in_each_of_its_operations() -> None:
+    """/{index}/_refresh declared no `index`: an OpenAPI 3 document must, and generated clients and fuzzers
+    refused the operation."""
+    from loglake.api.openapi import SPEC
+
+    for path, operations in SPEC["paths"].items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path" and p["required"]}
+            assert declared == set(re.findall(r"\{(\w+)\}", path)), (method, path)
 
 
 async def test_documented_limits_are_the_ones_enforced(client: httpx.AsyncClient) -> None:

@@ -180,7 +180,9 @@ OPENAPI_PATHS: dict[str, dict] = {
     **{
         path: {
             method: _with_errors(
-                _PROBE | {"summary": "Acknowledged: a record is searchable once stored (the clients' bulk helper)"},
+                _PROBE
+                | {"summary": "Acknowledged: a record is searchable once stored (the clients' bulk helper)"}
+                | ({"parameters": _INDEX} if "{index}" in path else {}),
                 _PROBE_ERRORS,
             )
             for method in ("get", "post")
