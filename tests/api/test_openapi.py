@@ -69,6 +69,13 @@ async def test_documented_scopes_are_the_ones_a_key_can_have(client: httpx.Async
     assert documented == accepted
 
 
+async def test_a_new_keys_body_is_documented_as_required(client: httpx.AsyncClient) -> None:
+    """POST /admin/keys documented its body as optional, and answered 400 without one (a key needs its name)."""
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["paths"]["/admin/keys"]["post"]["requestBody"]["required"] is True
+    assert (await client.post("/admin/keys")).status_code == 400
+
+
 async def test_the_docs_page_styles_itself_within_the_content_security_policy(client: httpx.AsyncClient) -> None:
     """The policy allows styles from the server only: an inline <style> would leave the page unstyled."""
     page = await client.get("/docs")

@@ -241,6 +241,7 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "Create a key; the secret is in this response only (admin scope)",
                 "requestBody": {
+                    "required": True,  # its name: without a body the answer is 400
                     "content": {
                         "application/json": {
                             "schema": {
@@ -271,7 +272,7 @@ SPEC: dict[str, Any] = {
                                 },
                             }
                         }
-                    }
+                    },
                 },
                 "responses": {
                     "201": {
