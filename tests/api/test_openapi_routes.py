@@ -1,8 +1,8 @@
 """The OpenAPI document against the route table, route by route: each operation names every form a key is taken in
 (as api/auth.py takes them: any of them works on every route that needs a key), and lists every status the route
 answers to the usual ways of calling it wrong (no key, a wrong one, one without the scope, over its rate, an unknown
-parameter, a body too large, none, an empty object). test_protocol_statuses.py provokes the shipper endpoints'
-statuses in full."""
+parameter, a body too large, none, an empty object, one in a media type the route does not take).
+test_protocol_statuses.py provokes the shipper endpoints' statuses in full."""
 
 from __future__ import annotations
 
@@ -134,11 +134,16 @@ async def _answers(app: LoglakeApp, route: Route) -> list[httpx.Response]:
     ]
     if route.reads_body:
         too_large = b"[" + b" " * route.body_limit(app.settings) + b"]"
-        calls += [(f"Bearer {admin}", {"content": b"{}"}), (f"Bearer {admin}", {"content": too_large})]
+        calls += [
+            (f"Bearer {admin}", {"content": b"{}"}),
+            (f"Bearer {admin}", {"content": too_large}),
+            (f"Bearer {admin}", {"content": b"{}", "headers": {"content-type": "text/plain"}}),
+        ]
     answers = []
     async with asgi_client(app) as client:
         for authorization, extra in calls:
-            headers = {"content-type": "application/json"}
+            extra = dict(extra)
+            headers = {"content-type": "application/json", **extra.pop("headers", {})}
             if authorization is not None:
                 headers["authorization"] = authorization
             answers.append(await client.request(route.method, path, headers=headers, **extra))

@@ -23,6 +23,7 @@ from loglake.api.openapi_common import (
     ERRORS,
     FILTERS,
     NAME,
+    NOT_JSON,
     TOO_LARGE,
     error_response,
     json_request,
@@ -150,7 +151,6 @@ SPEC: dict[str, Any] = {
                         },
                         "Columns and rows (times as ISO-8601 UTC), or the plan with explain",
                     ),
-                    "415": error_response("Not application/json"),
                     "503": error_response(
                         "Every query slot is busy (`busy`: retry), or a lake file the catalog lists could not be read "
                         "from storage (`lake_unreadable`: `loglake verify` names it; asking again does not mend it)"
@@ -302,14 +302,15 @@ SPEC["paths"].update(openapi_ui.paths(FILTERS))
 
 
 def _document_common_errors(document: dict[str, Any]) -> None:
-    """Every authenticated operation can answer 400, 401, 403 and 429, and every one that takes a body 413; say so
-    once, here (tests/api/test_openapi_routes.py calls each route to check it)."""
+    """Every authenticated operation can answer 400, 401, 403 and 429, and every one that takes a body 413, and 415
+    for a media type it does not take (routes.json_body); say so once, here (tests/api/test_openapi_routes.py calls
+    each route to check it)."""
     for operations in document["paths"].values():
         for operation in operations.values():
             if operation.get("security") != []:
                 operation["responses"] = {**ERRORS, **operation["responses"]}
             if "requestBody" in operation:
-                operation["responses"] = {"413": TOO_LARGE, **operation["responses"]}
+                operation["responses"] = {"413": TOO_LARGE, "415": NOT_JSON, **operation["responses"]}
 
 
 SPEC["paths"].update(ask_routes.OPENAPI_PATHS)

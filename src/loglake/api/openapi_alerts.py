@@ -110,7 +110,6 @@ def _status_change(action: str, becomes: str) -> dict:
                 "400": error_response("A bad note, or a part of several alerts' ids (ambiguous_alert_id)"),
                 "404": error_response("No such alert"),
                 "409": error_response(f"The alert's status does not allow it (it is already {becomes}, ...)"),
-                "415": error_response("A body that is not application/json"),
                 "501": error_response("This deployment keeps no alerts"),
             },
         }

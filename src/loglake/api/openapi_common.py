@@ -57,6 +57,7 @@ TOO_LARGE = error_response(
     f"The body is larger than the route takes, after gzip decompression (max_body_bytes; {JSON_BODY_SIZE} for the "
     "JSON APIs)"
 )
+NOT_JSON = error_response("A body that is not application/json")
 
 
 def query(name: str, description: str, schema: dict | None = None) -> dict:
