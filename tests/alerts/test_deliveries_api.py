@@ -102,6 +102,8 @@ async def test_an_alert_is_named_as_the_alerts_commands_name_it(client: httpx.As
     assert several.status_code == 400 and "8016 (019a2446" in several.json()["error"]["message"]
     none = await client.get("/alerts/deliveries", params={"alert": "9999"})
     assert none.status_code == 404 and "no alert with id '9999'" in none.json()["error"]["message"]
+    documented = (await client.get("/openapi.json")).json()["paths"]["/alerts/deliveries"]["get"]["responses"]
+    assert "404" in documented  # it was not listed
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,7 @@ OPENAPI = {
                     "description": "deliveries, next_cursor (null on the last page), the problems of "
                     "alerting.yml if it has any, and why delivery is not running (worker_error) if it is not"
                 },
+                "404": error_response("No alert with the id `alert` names"),
                 "501": {"description": "this server has no local data dir (the AWS deployment)"},
             },
         }
