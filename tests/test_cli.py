@@ -595,7 +595,7 @@ def test_recent_filters_by_severity(server: ServerProcess, admin_key: str, recen
     assert [r["message"] for r in at_least] == [m for m, s in records if s != "info"]
 
 
-def test_recent_and_search_refuse_a_bad_filter_naming_the_option_typed(server: ServerProcess, admin_key: str):
+def test_recent_search_and_tail_refuse_a_bad_filter_naming_the_option_typed(server: ServerProcess, admin_key: str):
     """The server's reason, for the option the person typed: it said `HTTP 400: min_severity: must be ...` (the API's
     parameter) and exited 1, where a value click refuses is a usage error (exit 2) naming the option."""
     auth = ("--url", server.url, "--api-key", admin_key)
@@ -611,6 +611,11 @@ def test_recent_and_search_refuse_a_bad_filter_naming_the_option_typed(server: S
         2,
         "Error: Invalid value for TERMS: the ( at character 3 is never closed; add a ) after its group",
     )
+    # tail opens the same search: it said `HTTP 400: q: ...` and `HTTP 400: severity: ...`, exit 1
+    result = run("tail", "x (", *auth)
+    assert result.exit_code == 2 and "Invalid value for TERMS: the ( at character 3 is never closed" in result.stderr
+    result = run("tail", *auth, "--severity", "loud")
+    assert result.exit_code == 2 and "Invalid value for --severity: must be one or more" in result.stderr
     result = run("alerts", "list", *auth, "--level", "loud")
     assert result.exit_code == 2 and "Invalid value for --level: must be one or more" in result.stderr
     refused = run("recent", *auth[:2], "--api-key", "llk_" + "x" * 43)  # (not a value of a filter: as the server said)

@@ -17,6 +17,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_retrying_now_and_then,
+    server_refused,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -85,7 +86,7 @@ def tail(
                     err=True,
                 )
     except ClientError as e:
-        raise click.ClickException(str(e)) from None
+        raise server_refused(e, {"q": "terms"}) from None  # a bad filter or search: a usage error, as search says it
     except KeyboardInterrupt:
         pass
 
