@@ -350,8 +350,11 @@ def test_catalog_ddl_prints_athena_tables() -> None:
     logs, amplify = sqlglot.parse(result.stdout, read="athena")
     assert "s3://my-lake/logs/type=app_logs/" in logs.sql(dialect="athena")
     assert "s3://my-lake/logs/type=amplify_access/app=${app}/date=${date}/" in amplify.sql(dialect="athena")
-    bad = run("catalog", "ddl", "--location", "/not/s3")
-    assert bad.exit_code == 1 and "s3://" in bad.output
+    # a value it cannot use is a usage error (exit 2), as every command's bad option value is; it exited 1
+    for option, value, said in [("--location", "/not/s3", "s3://"), ("--since", "7d", "YYYY-MM-DD"),
+                                ("--database", "bad-db;", "a-z 0-9 _")]:  # fmt: skip
+        bad = run("catalog", "ddl", "--location", "s3://my-lake/logs", option, value)
+        assert bad.exit_code == 2 and said in bad.stderr and "catalog ddl --help" in bad.stderr
 
 
 def test_a_data_dir_whose_lake_is_in_s3_refuses_commands_that_name_no_bucket(tmp_path: Path) -> None:

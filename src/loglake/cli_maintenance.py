@@ -151,8 +151,8 @@ def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
 
     try:
         click.echo(athena_ddl(location, database=database, since=since))
-    except CatalogError as e:
-        raise click.ClickException(str(e)) from None
+    except CatalogError as e:  # (a --location, --database or --since it cannot use: a bad value, as click's, exit 2)
+        raise click.UsageError(str(e)) from None
 
 
 @click.command(context_settings=CONTEXT)
