@@ -217,9 +217,16 @@ class _Session(ABC):
         answer = self._ask(text, run)
         self.conversation_id = answer["conversation_id"]
         self.last = answer
-        _show(answer, self.as_json)
-        if run and answer.get("sql"):
-            print_result(answer["result"] if "result" in answer else self._run(answer["sql"]), self._format)
+        if not (run and answer.get("sql")):
+            _show(answer, self.as_json)
+        elif self.as_json:  # one document, as POST /ask answers "run": its rows the answer's `result` (the answer,
+            try:  # then the rows, were two documents, no JSON a script could read); a run refused: the answer alone
+                answer = answer | {"result": answer["result"] if "result" in answer else self._run(answer["sql"])}
+            finally:
+                _show(answer, True)
+        else:
+            _show(answer, False)
+            print_result(answer["result"] if "result" in answer else self._run(answer["sql"]), "table")
 
     def explain(self, sql: str) -> None:
         _show(self._explain(sql), self.as_json)

@@ -51,9 +51,9 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert "- service VARCHAR: emitting service; values include 'api', 'auth'" in model_server.seen[0].system
     ran = run_cli("ask", "--data-dir", str(data_dir), "--run", "--json", "how many per service, again?")
     assert ran.exit_code == 0, ran.output
-    answer_text, table = ran.stdout.split("\n}\n", 1)
-    assert json.loads(answer_text + "}")["sql"].startswith("SELECT")
-    assert "payments" in table and "records" in table
+    answer = json.loads(ran.stdout)  # one document, as POST /ask answers "run": the rows its result
+    assert answer["sql"].startswith("SELECT") and answer["result"]["columns"][1]["name"] == "records"
+    assert ["payments"] in [row[:1] for row in answer["result"]["rows"]]
 
 
 def test_a_query_of_no_table_says_so(data_dir: Path, model_server: ModelServer) -> None:
@@ -198,9 +198,8 @@ def test_ask_through_a_running_server(
     model_server.say(sql_reply(COUNT, "Counts the records of each service."), sql_reply(COUNT + " ORDER BY 2 DESC"))
     ran = run_cli("ask", "--url", server.url, "--run", "--json", "records per service")
     assert ran.exit_code == 0, ran.output
-    answer_text, table = ran.stdout.split("\n}\n", 1)
-    answer = json.loads(answer_text + "}")
-    assert answer["sql"].startswith("SELECT") and "payments" in table
+    answer = json.loads(ran.stdout)
+    assert answer["sql"].startswith("SELECT") and ["payments"] in [row[:1] for row in answer["result"]["rows"]]
     assert model_server.seen[0].path == "/v1/chat/completions" and model_server.seen[0].body["model"] == "served-model"
     follow = run_cli("ask", "--url", server.url, "--conversation", answer["conversation_id"], "busiest first")
     assert follow.exit_code == 0, follow.output
