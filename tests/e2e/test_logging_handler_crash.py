@@ -66,18 +66,28 @@ def wait_for_more(path: Path, than: int) -> int:
     return len(reported_ids(path))
 
 
+# A child Python finds loglake (and the test's packages) where this one does.
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def run_program(program: str, url: str) -> subprocess.CompletedProcess[str]:
+    """Run `program` (its argv[1] the server's URL) to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", program, url], env=CHILD_ENV, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_kill_9_of_the_logging_process_and_the_server(tmp_path: Path) -> None:
     port = free_port()
     server = started(ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)))
     reported = tmp_path / "reported.txt"
     reported.touch()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     children: list[subprocess.Popen] = []
     try:
         for run in range(4):
             with (tmp_path / f"child-{run}.log").open("wb") as output:
                 child = subprocess.Popen(
-                    [sys.executable, "-c", CHILD, server.url, str(reported), str(run)], env=env, stderr=output
+                    [sys.executable, "-c", CHILD, server.url, str(reported), str(run)], env=CHILD_ENV, stderr=output
                 )
             children.append(child)
             wait_for_more(reported, len(reported_ids(reported)) + 50)
@@ -118,9 +128,8 @@ def test_what_is_queued_is_sent_when_the_process_exits(tmp_path: Path) -> None:
         "for n in range(250):\n"
         "    logging.info('before exit %d', n)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     try:
-        subprocess.run([sys.executable, "-c", program, server.url], env=env, check=True, timeout=60)
+        run_program(program, server.url).check_returncode()
         sql = "SELECT count(*), count(DISTINCT message) FROM logs WHERE service = 'exiting'"
         answer = httpx.post(server.url + "/query", json={"sql": sql}, timeout=60).json()
         assert answer["rows"] == [[250, 250]]
@@ -153,8 +162,7 @@ def test_at_exit_with_no_server_one_wait_and_the_records_lost_said(server: str, 
         "    logging.info('lost %d', n)\n"
         "ended = time.monotonic()\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", program, url], env=env, capture_output=True, text=True, timeout=60)
+    done = run_program(program, url)
     assert done.returncode == 0, done.stderr
     said = f"loglake.logging: closing: 5 record(s) not delivered to {url} (sent: 0, refused by the server: 0)"
     if server == "down":
@@ -178,11 +186,8 @@ def test_what_atexit_functions_log_as_the_program_ends_is_sent_or_said(tmp_path:
         "logging.basicConfig(level=logging.INFO, handlers=[LoglakeHandler(sys.argv[1], service='ending')])\n"
         "logging.info('working')\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", program, server.url], env=env, capture_output=True, text=True, timeout=60
-        )
+        done = run_program(program, server.url)
         assert done.returncode == 0, done.stderr
         sql = "SELECT message FROM logs WHERE service = 'ending' ORDER BY message"
         answer = httpx.post(server.url + "/query", json={"sql": sql}, timeout=60).json()

@@ -245,7 +245,7 @@ def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     now = _event_time(event)
     lake = _claimed_lake(context)
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining = _time_left_ms(context)
     try:
         with _maintenance_lease(lake, "compaction", context, MERGE_RESERVE_MS):
             late = late_days(lake)
@@ -291,8 +291,12 @@ def _maintenance_lease(lake: Any, holder: str, context: Any, spare_ms: int) -> A
     """The lake's maintenance lease for this run (aws/maintenance_lease.py), held until its end."""
     from loglake.aws.maintenance_lease import maintenance_lease
 
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return maintenance_lease(lake, holder, remaining, spare_ms, getattr(context, "aws_request_id", None))
+    return maintenance_lease(lake, holder, _time_left_ms(context), spare_ms, getattr(context, "aws_request_id", None))
+
+
+def _time_left_ms(context: Any) -> Any:
+    """The invocation's time left in ms, as a function (Lambda's context has one; None: no context tells)."""
+    return getattr(context, "get_remaining_time_in_millis", None)
 
 
 def _skipped(context: Any, event_name: str, busy: Exception) -> dict[str, Any]:
@@ -314,7 +318,7 @@ def detect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.detections import detector_from_environment
 
     detector = detector_from_environment(dict(os.environ), _athena_engine(DETECTION_QUERY_SECONDS))
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining = _time_left_ms(context)
     # A window is only started with a minute left: a run stopped by the timeout holds its window until its lease ends.
     summary = detector.run(int(time.time() * 1000), lambda: remaining is None or remaining() > 60_000)
     failed = any(r["outcome"] == "error" for r in summary["runs"])

@@ -112,6 +112,7 @@ class BatchUnreadable(LakeUnreadable):
 
     def __init__(self, file: str, problem: str) -> None:
         self.file = file
+        self.problem = problem
         super().__init__(f"{WAITING_DIR}/{file}: {problem}")
 
 
@@ -131,7 +132,7 @@ def batch_problem(folder: Path, file: str, rows: int) -> str | None:
     try:
         found = read_batch_file(folder, file).num_rows
     except BatchUnreadable as e:
-        return e.reason.split(": ", 1)[1]
+        return e.problem
     return None if found == rows else f"holds {found:,} records where hot.db says {rows:,}"
 
 
