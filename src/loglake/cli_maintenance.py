@@ -7,16 +7,23 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from loglake.alerts.db import ALERTS_DB
+from loglake.alerts.retention import count_expired_alerts
 from loglake.cli_lake import local_lake, local_runtime, require_loglake_data
 from loglake.cli_options import CONTEXT, WholeNumber, data_dir_option_with, progress_bar
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
+from loglake.lake.layout import day_of
 from loglake.lake.verify import verify_databases, verify_lake, verify_waiting
 from loglake.lake.waiting import QUARANTINE_DIR, WAITING_DIR, quarantine_batches, waiting_dir
+
+if TYPE_CHECKING:
+    from loglake.runtime import Runtime
 
 maintenance_data_dir_option = data_dir_option_with(
     "loglake's data folder; lake settings come from LOGLAKE_* and the --config file."
@@ -106,19 +113,36 @@ def _tell_merged(report: CompactReport, failed: MergesFailed | None) -> None:
 
 @click.command(
     context_settings=CONTEXT,
-    help="Delete lake partitions older than retention_days (default 365). The server does this every "
-    f"{EXPIRE_EVERY_TURNS}th maintenance turn: every {EXPIRE_EVERY_TURNS * Settings.flush_interval_seconds / 60:g} "
-    "minutes at the default --flush-interval-seconds, more often while bulk ingest wakes it.",
+    help="Delete lake partitions older than retention_days (default 365), and the alerts resolved more than "
+    f"alerts_retention_days ago (default {Settings.alerts_retention_days}) with their evidence, events and sent "
+    f"deliveries. The server does this every {EXPIRE_EVERY_TURNS}th maintenance turn: every "
+    f"{EXPIRE_EVERY_TURNS * Settings.flush_interval_seconds / 60:g} minutes at the default --flush-interval-seconds, "
+    "more often while bulk ingest wakes it.",
 )
-@click.option("--dry-run", is_flag=True, help="Only list the partitions that would be deleted.")
+@click.option("--dry-run", is_flag=True, help="Only list the partitions (and count the alerts) that would be deleted.")
 @click.option("--days", type=click.IntRange(0), default=None, help="Keep this many days (default: retention_days).")
+@click.option(
+    "--alerts-days",
+    type=click.IntRange(0),
+    default=None,
+    help="Keep the alerts resolved in this many days (default: alerts_retention_days; 0 keeps every alert).",
+)
 @maintenance_data_dir_option
-def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
+def retention(dry_run: bool, days: int | None, alerts_days: int | None, data_dir: Path) -> None:
     overrides = {"retention_days": days} if days is not None else {}
-    with local_runtime(data_dir, overrides) as runtime, runtime.lake.maintenance():
+    if alerts_days is not None:
+        overrides["alerts_retention_days"] = alerts_days
+    with local_runtime(data_dir, overrides) as runtime:
+        _lake_retention(runtime, dry_run, days is not None)
+        if (runtime.settings.data_dir / ALERTS_DB).exists():  # (a data dir no rule ever ran on has none to keep)
+            _alerts_retention(runtime, dry_run, alerts_days is not None)
+
+
+def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
+    with runtime.lake.maintenance():
         lake = runtime.lake
         if not lake.policy.retention_days:  # (named as it was given: the variable, the config file or --days)
-            setting = "--days" if days is not None else runtime.settings.named("retention_days")
+            setting = "--days" if days_given else runtime.settings.named("retention_days")
             click.echo(f"{setting} is 0: the lake keeps everything")
             return
         expired = lake.expired_partitions() if dry_run else lake.expire()
@@ -133,6 +157,23 @@ def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
         click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
     if waiting and not dry_run:
         click.echo(f"({waiting} object(s) that a running query may be reading go when it ends, in minutes at most)")
+
+
+def _alerts_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
+    days = runtime.settings.alerts_retention_days
+    if not days:
+        setting = "--alerts-days" if days_given else runtime.settings.named("alerts_retention_days")
+        click.echo(f"{setting} is 0: alerts.db keeps every alert")
+        return
+    cutoff_ms = runtime.alerts_cutoff_ms()
+    if dry_run:
+        verb, count = "would delete", count_expired_alerts(runtime.settings.data_dir, cutoff_ms)
+    else:
+        verb, count = "deleted", runtime.expire_alerts()
+    click.echo(
+        f"keeping the alerts resolved from {day_of(cutoff_ms)} on (today, UTC, and the {days} days before), and every "
+        f"one not resolved or with a delivery waiting or dead-lettered; {verb} {count} resolved alert(s)"
+    )
 
 
 @click.group(context_settings=CONTEXT)

@@ -142,6 +142,11 @@ class Settings:
         " what shippers held while the server was down arrives first.",
     )
     rules_failing_after: int = _opt(3, "A rule that fails this many runs in a row raises an alert of its own.")
+    alerts_retention_days: int = _opt(
+        90,
+        "Resolved alerts (with their evidence, events and sent deliveries) older than this many days are deleted "
+        "from alerts.db (0 = keep forever).",
+    )
     public_url: str = _opt(
         "",
         "This server's address as people open it (https://loglake.example.com): alerts sent to PagerDuty, Slack, "
@@ -312,7 +317,7 @@ class Settings:
             found.append(f"rate_limit must be at least {MIN_RATE_LIMIT:g}, got {self.rate_limit}")
         at_least_0 = (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever"))
         at_least_0 += (("max_store_mb", "only the disk limits it"), ("max_future_seconds", "none ahead of now"))
-        at_least_0 += (("rules_wait_after_start_seconds", "no wait"),)
+        at_least_0 += (("rules_wait_after_start_seconds", "no wait"), ("alerts_retention_days", "keep forever"))
         for name, off in at_least_0:
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")

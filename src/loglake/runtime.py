@@ -10,6 +10,8 @@ turns, collections, rule runs) reaches them through `observe`, so nothing here k
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from loglake.alerts.db import open_alerts_db
+from loglake.alerts.retention import expire_alerts
 from loglake.alerts.table import alerts_table
 from loglake.amplify.collector import Collector
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
@@ -27,6 +30,7 @@ from loglake.config import ConfigError, Settings
 from loglake.key_ring import KeyRing
 from loglake.keys import KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.model import retention_start_ms
 from loglake.protocols.syslog import SyslogListeners, SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
@@ -36,9 +40,12 @@ from loglake.service import LogService, RecordSearch
 from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.alerts.delivery import AlertDelivery
+
+log = logging.getLogger("loglake.alerts")
 
 
 class RuntimeObserver(Protocol):
@@ -105,7 +112,9 @@ class Runtime:
             )
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
-            self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
+            self.lake_jobs = LakeJobs(
+                self.lake, settings.flush_interval_seconds, self._maintained, expire_others=self.expire_alerts
+            )
             if amplify_config is not None:
                 self.collector = Collector(
                     amplify_config, self.store, self.lake.objects, clock=clock, grace_ms=self.lake.policy.grace_ms
@@ -163,6 +172,21 @@ class Runtime:
             pass
         open_state(self.settings.data_dir).close()  # the rules' tables
         _ = self.delivery.outbox  # the outbox's, in the connection the delivery keeps
+
+    def alerts_cutoff_ms(self) -> int:
+        """Alerts resolved before this go (0: none): the start of alerts_retention_days, counted as the lake's."""
+        return retention_start_ms(int(self.clock() * 1000), self.settings.alerts_retention_days)
+
+    def expire_alerts(self, stop: threading.Event | None = None) -> int:
+        """Delete the resolved alerts past alerts_retention_days (alerts/retention.py); how many went. The server's
+        lake maintenance does it at each of its retention turns, `loglake retention` by hand."""
+        if self.alerts_db is None:  # (the AWS deployment keeps no alerts.db)
+            return 0
+        cutoff_ms = self.alerts_cutoff_ms()
+        deleted = expire_alerts(self.settings.data_dir, cutoff_ms, stop)
+        if deleted:
+            log.info("alert retention deleted %d alert(s) resolved before %s", deleted, format_datetime(cutoff_ms))
+        return deleted
 
     def observe(self, observer: RuntimeObserver) -> None:
         self._observers.append(observer)

@@ -242,7 +242,7 @@ def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
 def find_alert(conn: sqlite3.Connection, text: str) -> Alert:
     """The alert `text` names (find_alert_id)."""
     alert = get_alert(conn, find_alert_id(conn, text))
-    if alert is None:  # found by its id a moment ago: alerts are not deleted
+    if alert is None:  # found by its id a moment ago, and deleted since by retention (alerts/retention.py)
         raise NoSuchAlert(f"no alert with id {text!r}")
     return alert
 

@@ -437,16 +437,26 @@ EXPIRE_EVERY_TURNS = 10  # retention runs every this many maintenance turns: it 
 
 class LakeJobs:
     """The server's background thread: every `interval` seconds, or sooner when bulk ingest piles up
-    parts (`wake`), one maintenance turn (retention every EXPIRE_EVERY_TURNS turns). Errors are
-    logged and retried next turn."""
+    parts (`wake`), one maintenance turn (retention every EXPIRE_EVERY_TURNS turns, and with it `expire_others`,
+    the retention of the data dir's other databases, which is told the stop). Errors are logged and retried next
+    turn."""
 
-    def __init__(self, lake: Lake, interval_seconds: float, on_report: Callable[[MaintenanceReport], None]) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        interval_seconds: float,
+        on_report: Callable[[MaintenanceReport], None],
+        expire_others: Callable[[threading.Event], object] = lambda stop: None,
+    ) -> None:
         self.lake = lake
         self.interval = interval_seconds
         self.on_report = on_report
+        self.expire_others = expire_others
         self.last_error: str | None = None
         self.last_run_ms: int | None = None
         self._failures = RepeatedFailures(log, "lake maintenance")
+        # (its own: a locked alerts.db is no failure of the lake's maintenance, nor the lake's one of it)
+        self._others_failures = RepeatedFailures(log, "alert retention")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-lake-jobs", daemon=True)
@@ -499,7 +509,16 @@ class LakeJobs:
                     return
                 self.last_error = f"{type(e).__name__}: {e}"
                 self._failures.failed(e, self.interval)
+            if turn % EXPIRE_EVERY_TURNS == 0:
+                self._expire_others()
             turn += 1
+
+    def _expire_others(self) -> None:
+        try:
+            self.expire_others(self._stop)
+            self._others_failures.succeeded()
+        except Exception as e:  # (a database locked past its busy timeout: the next retention turn tries again)
+            self._others_failures.failed(e, self.interval * EXPIRE_EVERY_TURNS)
 
 
 def described_columns(table: LakeTable) -> list[dict[str, str]]:
