@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from loglake.alerts.db import open_alerts_db
+from loglake.alerts.delivery import AlertDelivery
 from loglake.lake.lake import Lake
 from loglake.lake.layout import app_logs_key
 from loglake.lake.manifest import LakeFile, add_files
@@ -30,6 +31,8 @@ from loglake.rules.scheduler import LOCK_FILE, CatchUp, RuleFolder, RuleSchedule
 from loglake.sqlitedb import write_transaction
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
+from tests.alerts.conftest import settle, write_alerting
+from tests.alerts.receivers import Receiver
 from tests.conftest import threads_waiting_for_a_fifo_writer
 from tests.rules.conftest import load_one, write_rule
 
@@ -472,7 +475,64 @@ def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_ag
         "rule",
         "the rule ran again",
     )
-    assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "update", "resolve"]
+    # (its third failure, within the rule's dedup window, updated the alert without sending it again)
+    assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "resolve"]
+
+
+def test_a_failing_rule_is_sent_once_again_only_after_its_dedup_window_and_its_recovery_once(
+    data: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule failing every run sent an update (a webhook call, a PagerDuty trigger, a Jira comment) at each failed
+    run: one failing every minute paged all night. The alert still follows every run (its count and error)."""
+    monkeypatch.setenv("PD_KEY", "R0UTINGKEY00000000000000000000")
+    receiver = Receiver()
+    delivery = AlertDelivery(data.folder, data.rules, clock=data.clock)
+    try:
+        write_alerting(
+            data.rules,
+            f"""
+            destinations:
+              hook: {{type: webhook, url: "{receiver.url}/hook"}}
+              oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+            routes:
+              - {{to: [hook, oncall]}}
+            """,
+        )
+        path = write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST") + "dedup: {window: 30m}\n")
+        data.add(T0 - MIN)  # "api ..." is not a number
+        scheduler = data.scheduler(failing_after=1)
+
+        def sent() -> list[tuple[str, str]]:
+            settle(delivery)
+            found = [(r.path, r.json()) for r in receiver.requests]
+            receiver.requests.clear()
+            # (sorted: each destination is sent to by a thread of its own)
+            return sorted((where, body.get("event") or body["event_action"]) for where, body in found)
+
+        data.clock.ms = T0
+        scheduler.run_round()
+        assert sent() == [("/hook", "trigger"), ("/pd", "trigger")]
+        for minute in range(5, 30, 5):  # failing every run within the dedup window: the alert follows, silently
+            data.clock.ms = T0 + minute * MIN
+            assert [r.outcome for _, r in scheduler.run_round().runs] == ["error"]
+            assert sent() == []
+            [alert] = data.alerts()
+            assert (alert["match_count"], alert["updated_ms"]) == (minute // 5 + 1, data.clock.ms)
+            assert "Could not convert string" in json.loads(alert["evidence"])[-1]["error"]
+        data.clock.ms = T0 + 30 * MIN  # still failing, its dedup window after it was sent: sent again
+        scheduler.run_round()
+        assert sent() == [("/hook", "update"), ("/pd", "trigger")]
+        data.clock.ms = T0 + 35 * MIN
+        scheduler.run_round()
+        assert sent() == []
+        path.write_text(FAILING_SQL.replace("{cast}", "TRY_CAST").replace("FROM logs", "FROM logs WHERE n > 0"))
+        scheduler.reload()
+        data.clock.ms = T0 + 40 * MIN
+        scheduler.run_round()
+        assert sent() == [("/hook", "resolve"), ("/pd", "resolve")]
+    finally:
+        delivery.stop()
+        receiver.close()
 
 
 def test_a_failing_rules_alert_is_resolved_once_the_rule_is_disabled_or_removed_not_while_its_file_is_broken(

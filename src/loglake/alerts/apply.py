@@ -23,7 +23,8 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
 - Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
   not held (no match of its key) for that long in the rule's windows is resolved.
-- A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again.
+- A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again; while it
+  fails, its alert follows each failure but is sent again only once per the rule's dedup window.
 Status changes go through the alert store's `change_status`, which appends their events.
 """
 
@@ -100,13 +101,24 @@ def failing_key(rule_id: str) -> str:
     return f"loglake:rule-failing:{rule_id}"
 
 
+def failing_told_again(rule: Rule, told_ms: int, now_ms: int) -> bool:
+    """Whether a failure of a rule whose failing alert was last told of (its last event) at `told_ms` tells of it
+    again: once that is the rule's dedup window ago, as a match past its dedup window alerts again (Alertmanager's
+    repeat_interval). Between, a failure updates the alert without an event: a rule failing at every run sent an
+    update (a PagerDuty trigger, a Jira comment) at each, all night. Its error's text is no sign of a new problem:
+    it may quote the failing value or a storage request's id, which differ at each run."""
+    return now_ms - told_ms >= rule.dedup_window_ms
+
+
 def rule_failing(
     conn: sqlite3.Connection, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
 ) -> None:
-    """Raise (or update) the rule's own alert: it failed `failures` runs in a row."""
+    """Raise (or update) the rule's own alert: it failed `failures` runs in a row. Each failure shows in the
+    alert (its count, and its error in the evidence); only the first and those failing_told_again are sent."""
     evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
     found = conn.execute(
-        "SELECT id, evidence FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
+        "SELECT id, evidence, (SELECT max(at_ms) FROM alert_events WHERE alert_id = alerts.id) FROM alerts"
+        " WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
         (rule.id, failing_key(rule.id), *_OPEN),
     ).fetchone()
     if found is None:
@@ -134,7 +146,8 @@ def rule_failing(
         " WHERE id = ?",
         (failures, until_ms, until_ms, _text(kept), now_ms, found[0]),
     )
-    append_event(conn, found[0], "update", now_ms)
+    if failing_told_again(rule, found[2], now_ms):
+        append_event(conn, found[0], "update", now_ms)
 
 
 def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
