@@ -358,6 +358,27 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_time() -> None:
     asyncio.run(scenario())
 
 
+def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time() -> None:
+    """A fresh connection had no deadline before its first byte: one that sent nothing was held for ever (a client
+    opening thousands of silent connections held thousands of file descriptors)."""
+
+    async def scenario() -> None:
+        server, port, _, state = await _serve_behaviour(keep_alive=1)
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened = loop.time()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed, unanswered: it asked nothing
+        assert 0.9 < loop.time() - opened < 5
+        assert not state.connections
+        writer.close()
+        # A head begun within that time has a head's time (HEAD_SECONDS), past the keep-alive time.
+        head = b"GET / HTTP/1.1\r\nhost: x\r\n", b"connection: close\r\n\r\n"
+        assert _answers(await _exchange(port, *head, pause=1.5))[0].endswith(b"\r\n\r\nok")
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_head_answers_have_no_body_and_answers_without_a_length_are_chunked() -> None:
     async def scenario() -> None:
         server, port, _, _ = await _serve_behaviour()

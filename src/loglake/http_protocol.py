@@ -10,7 +10,8 @@ uvicorn's proxy-headers middleware, which both run); B1's POST /logs 382,000 and
 
 What it does, as uvicorn's did:
 - keep-alive: HTTP/1.1 connections stay open unless a request says `Connection: close` (HTTP/1.0 ones close after
-  their answer); one idle for uvicorn's timeout_keep_alive (5 s) is closed;
+  their answer); one idle for uvicorn's timeout_keep_alive (5 s), after an answer or since it was accepted, is
+  closed;
 - pipelined requests are answered in order, reading paused while one waits its turn;
 - a body reaches the app as it arrives (ASGI http.request messages), reading paused while more than
   BODY_BUFFER_BYTES wait for the app; `Expect: 100-continue` is answered when the app first asks for the body;
@@ -142,6 +143,11 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
+        # Its first request is waited for as a kept-alive connection's next one is: a connection that sent nothing
+        # was held for ever (uvicorn's too), and a client opening thousands held thousands of file descriptors.
+        # Not HEAD_SECONDS, which bound a head that began: nothing is owed to a connection that asked nothing, and
+        # a client that opened it to use it writes at once (nginx's client_header_timeout, 60 s, runs from accept).
+        self._wait_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -302,8 +308,7 @@ class HttpProtocol(asyncio.Protocol):
             self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
             self._arm()
         else:
-            self._deadline, self._deadline_for = self.loop.time() + self.keep_alive_seconds, _IDLE
-            self._arm()
+            self._wait_idle()
         if self.read_paused:
             self._flow()
 
@@ -323,6 +328,12 @@ class HttpProtocol(asyncio.Protocol):
         if self._deadline is None or self._deadline_for != _HEAD:
             self._deadline, self._deadline_for = self.loop.time() + HEAD_SECONDS, _HEAD
             self._arm()
+
+    def _wait_idle(self) -> None:
+        """The connection waits for a request, its first or its next: closed, unanswered, if none begins within
+        keep_alive_seconds."""
+        self._deadline, self._deadline_for = self.loop.time() + self.keep_alive_seconds, _IDLE
+        self._arm()
 
     def body_awaited(self, deadline: float) -> None:
         """The app waits for more of the current request's body, which must come by `deadline`."""
