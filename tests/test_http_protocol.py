@@ -13,7 +13,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from loglake import http_protocol
-from loglake.http_protocol import HttpProtocol
+from loglake.http_protocol import ConnectionLimit, HttpProtocol
 
 
 class _Sends:
@@ -45,9 +45,12 @@ def _loaded(app: Any, **options: Any) -> uvicorn.Config:
     return config
 
 
-async def _listen(config: uvicorn.Config, state: ServerState) -> tuple[asyncio.Server, int]:
+async def _listen(
+    config: uvicorn.Config, state: ServerState, limit: ConnectionLimit | None = None
+) -> tuple[asyncio.Server, int]:
     """The protocol on a real socket of the running loop: the server and its port."""
-    server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(config, state, {}), "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: HttpProtocol(config, state, {}, limit=limit), "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
 
 
@@ -377,6 +380,40 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time() -
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_connections_past_the_limit_are_closed_at_once_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Connections were bounded by nothing but the process's file limit, at which the server's own files failed too
+    (tests/e2e/test_file_limit.py runs a server at it)."""
+    refused: list[int] = []
+    limit = ConnectionLimit(6, lambda: refused.append(1))  # (half of so low a limit is kept: 3 connections)
+    assert limit.most == 3 and ConnectionLimit(100_000).most == 100_000 - http_protocol.RESERVED_FILES
+
+    async def scenario() -> None:
+        state = ServerState()
+        server, port = await _listen(_loaded(_echo_length), state, limit)
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for _ in range(2):  # closed, unanswered, without waiting for a request
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(), timeout=2) == b""
+            writer.close()
+        assert len(state.connections) == 3 and len(refused) == 2
+        # The held ones are served, and one closed makes room for another.
+        reader, writer = held.pop()
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), timeout=5)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert (await _exchange(port, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).startswith(
+            b"HTTP/1.1 200 "
+        )
+        for _, writer in held:
+            writer.close()
+        server.close()
+
+    asyncio.run(scenario())
+    said = [record.getMessage() for record in caplog.records if "the most it may" in record.getMessage()]
+    assert len(said) == 1 and "holds 3 HTTP connections" in said[0], said  # (once for the episode, not each)
 
 
 def test_head_answers_have_no_body_and_answers_without_a_length_are_chunked() -> None:

@@ -154,6 +154,12 @@ class Metrics:
             "open already, closed before anything was read from them.",
             (),
         )
+        self.connections_refused = Counter(
+            "loglake_http_connections_refused_total",
+            "HTTP connections closed as soon as they opened, unanswered: the server held as many as it may (its open "
+            "file limit less what it keeps for its own files).",
+            (),
+        )
         self.rules_loaded = 0
         self.rule_files_with_problems = 0
         self._services: set[str] = set()

@@ -1,0 +1,81 @@
+"""A real server process at its open file limit: connections past its bound are closed at once, and the connections
+it holds, and its own files, keep working.
+
+The child gets a low file limit (RLIMIT_NOFILE: a soft one of 64, which the server raises to the hard one, 256):
+without a bound, connections took every descriptor, and then DuckDB's queries failed (`Too many open files`, a 400),
+bulk batches' parts (a 500) and the lake's flushes.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.http_protocol import ConnectionLimit
+from tests.conftest import ServerProcess, free_port
+
+pytestmark = pytest.mark.e2e
+FILES = 256
+
+
+def _limit_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, FILES))
+
+
+def test_connections_past_the_bound_are_closed_and_the_server_keeps_working(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    server = ServerProcess(tmp_path / "data", free_port(), log, preexec_fn=_limit_files)
+    server.start()
+    most = ConnectionLimit(FILES).most
+    flood: list[socket.socket] = []
+    try:
+        headers = {"authorization": f"Bearer {server.admin_key()}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            assert client.get("/healthz").status_code == 200  # (its connection, kept alive, is one the server holds)
+            for _ in range(FILES + 50):  # more than the process could open
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")  # a head begun: held for its time
+                flood.append(sock)
+            time.sleep(0.5)
+            held = [sock for sock in flood if _open(sock)]
+            assert most - 5 <= len(held) < most, (len(held), most)  # (the client's and the start's probes)
+
+            # What takes the server's own files still works on the connection it holds: a bulk batch (its parts,
+            # written at once), a query (DuckDB opening them), the health check.
+            batch = "".join(json.dumps({"message": f"bulk {i}"}) + "\n" for i in range(1500))
+            stored = client.post("/logs", content=batch, headers={"content-type": "application/x-ndjson"})
+            assert stored.status_code == 201, stored.text
+            counted = client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+            assert counted.status_code == 200 and counted.json()["rows"] == [[1500]], counted.text
+            assert client.get("/healthz").json()["status"] == "ok"
+            metrics = client.get("/metrics").text
+            assert f"loglake_http_connections_refused_total {len(flood) - len(held)}\n" in metrics
+            assert f"process_max_fds {FILES}\n" in metrics  # (the soft limit raised to the hard one)
+        for sock in flood:
+            sock.close()
+        time.sleep(0.3)
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200  # (room again)
+    finally:
+        for sock in flood:
+            sock.close()
+        server.stop()
+    said = [line for line in log.read_text().splitlines() if "HTTP connections, the most it may" in line]
+    assert len(said) == 1 and f"holds {most} HTTP connections" in said[0], said  # (once, not each refused)
+    assert "Too many open files" not in log.read_text()
+
+
+def _open(sock: socket.socket) -> bool:
+    """Whether the server still holds the connection (it sent nothing back, nor closed it)."""
+    sock.settimeout(0.01)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
