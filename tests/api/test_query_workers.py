@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import threading
 import time
@@ -85,6 +86,25 @@ async def test_a_query_whose_values_stay_small_runs_without_a_worker(bounded: Lo
         grows = await client.post("/query", json={"sql": "SELECT max(length(message || message)) AS n FROM logs"})
         assert (grows.status_code, grows.json()["rows"]) == (200, [[16]])
         assert len(_query_workers()) == 1
+
+
+async def test_a_query_worker_is_watched_when_the_server_holds_over_a_thousand_files(bounded: LoglakeApp) -> None:
+    """select() takes no descriptor past 1023: a worker's handle numbered so (the server holding that many
+    connections, its file limit raised to the hard one) made the worker look ended, so each query's was stopped
+    once answered (a worker forked for each), and no query's time was watched."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2048:
+        pytest.skip("needs an open file limit of 2048")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        async with asgi_client(bounded, key_for(bounded, "admin")) as client:
+            # (a table function: a worker's, lake/sql_growth.py)
+            assert (await client.post("/query", json={"sql": "SELECT count(*) FROM range(3)"})).status_code == 200
+            workers = _query_workers()
+            assert (await client.post("/query", json={"sql": "SELECT count(*) FROM range(4)"})).status_code == 200
+            assert _query_workers() == workers and len(workers) == 1  # (the same worker, kept for the next query)
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 async def test_a_query_worker_is_stopped_even_when_its_fork_server_was_killed(bounded: LoglakeApp) -> None:

@@ -239,8 +239,12 @@ class _Worker:
         if pidfd is None:
             self.process.join(wait_s)
             return not self.process.is_alive()
+        # (readable once the process ended; poll, not select, which refuses a descriptor numbered past 1023: one
+        # the server holding as many connections gave made every worker look ended)
         with contextlib.suppress(OSError, ValueError):
-            return bool(select.select([pidfd], [], [], wait_s)[0])  # (readable once the process ended)
+            ended = select.poll()
+            ended.register(pidfd, select.POLLIN)
+            return bool(ended.poll(wait_s * 1000))
         return True  # (closed by stop(): ended)
 
     def rss(self) -> int:
