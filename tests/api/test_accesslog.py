@@ -23,6 +23,7 @@ from loglake.api.http import Request
 from loglake.config import ConfigError, Settings
 from loglake.http_protocol import HttpProtocol
 from loglake.server import uvicorn_config
+from tests.api.test_bodies import Client
 from tests.conftest import asgi_client, key_for
 from tests.test_http_protocol import _exchange
 
@@ -252,6 +253,26 @@ def test_a_broken_pipe_fails_neither_logging_nor_closing() -> None:
     assert log.flush(timeout=60)
     log.close()
     assert sink.closed
+
+
+async def test_a_body_refused_while_it_was_read_counts_the_bytes_received(tmp_path: Path) -> None:
+    """A body over the route's limit is answered 413 with what arrived of it read and dropped: bytes_in said 0 (the
+    refused body is no request.body), hiding what a misconfigured shipper sends."""
+    target = tmp_path / "access.log"
+    limit = 64 * 1024
+    settings = Settings(data_dir=tmp_path / "data", access_log=str(target), max_body_bytes=limit)
+    app = LoglakeApp.from_settings(settings)
+    key = key_for(app)
+    declared = Client(b"x" * (limit + 300))  # its Content-Length is over: the body is read after the answer
+    await declared.post(app, key, limit + 300)
+    chunked = Client(b"x" * (10 * limit), chunk=16 * 1024)  # no length: refused once past the limit, part-way
+    scope = {"type": "http", "method": "POST", "path": "/logs", "query_string": b""}
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"transfer-encoding", b"chunked")]
+    await app(scope | {"headers": headers}, chunked.receive, chunked.send)
+    app.close()
+    assert (declared.status, chunked.status) == (413, 413) and declared.chunks == [] and chunked.chunks != []
+    received = 10 * limit - sum(map(len, chunked.chunks))
+    assert [(line["status"], line["bytes_in"]) for line in lines_of(target)] == [(413, limit + 300), (413, received)]
 
 
 async def _no_messages() -> dict:  # a Request's receive, which logging it never calls

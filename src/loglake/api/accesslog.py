@@ -118,7 +118,8 @@ class AccessLog:
                 route,
                 status,
                 seconds,
-                len(request.body),
+                # (what came off the connection: a body refused part-way, or not read at all, has none in .body)
+                request.body_received or 0,
                 sent,
                 principal.name if principal is not None else None,
                 (request.scope.get("client") or ("", 0))[0],

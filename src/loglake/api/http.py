@@ -189,12 +189,12 @@ async def discard_body(request: Request, receive: Receive, max_body_bytes: int) 
     limit = 2 * max_body_bytes
     if _declared_length(request) > limit:
         return
-    received = request.body_received or 0
-    while received <= limit:
+    request.body_received = request.body_received or 0  # (counted for the access log's bytes_in)
+    while request.body_received <= limit:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        received += len(message.get("body", b""))
+        request.body_received += len(message.get("body", b""))
         if not message.get("more_body", False):
             request.body_done = True
             return
