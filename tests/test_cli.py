@@ -174,7 +174,8 @@ def test_keys_revoke_hides_the_key_unless_all(tmp_path: Path):
     ]
 
     again = run("keys", "revoke", "drop", "--data-dir", str(tmp_path))
-    assert again.exit_code != 0 and "no active key named 'drop'" in again.output
+    assert again.exit_code == 1
+    assert f"no active key named 'drop' in {tmp_path} (loglake keys list shows them)" in again.stderr
 
 
 def test_keys_revoke_of_the_last_admin_key_says_the_flag_that_revokes_it_anyway(tmp_path: Path):

@@ -59,6 +59,7 @@ from loglake.keys import (
     KeyStore,
     KeyStoreError,
     LastAdminKey,
+    NoSuchKey,
     check_key_name,
     parse_scopes,
 )
@@ -211,6 +212,8 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
         store.revoke(name, allow_last_admin=force)
     except LastAdminKey as e:
         raise click.ClickException(f"{e}, or add --force to revoke it anyway") from None
+    except NoSuchKey as e:  # (named in the data dir it looked in: another server's dir is the usual mistake)
+        raise click.ClickException(f"{e} in {data_dir} (loglake keys list shows them)") from None
     except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:

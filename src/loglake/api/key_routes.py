@@ -82,7 +82,7 @@ async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
     except KeyStoreBusy as e:
         raise _keys_busy(e) from None
     except NoSuchKey as e:
-        raise ApiError(404, "not_found", str(e)) from None
+        raise ApiError(404, "not_found", f"{e}; GET /admin/keys lists them") from None
     except LastAdminKey as e:
         message = f"{e} (or revoke it from the CLI: loglake keys revoke NAME --force)"
         raise ApiError(409, "last_admin_key", message) from None
