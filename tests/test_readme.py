@@ -142,3 +142,44 @@ def test_what_the_readme_commands_write_in_the_working_folder_is_ignored_by_git(
 def test_search_section_states_the_search_languages_limits() -> None:
     lake = " ".join(_section("The lake: a year of logs, one SQL").split())
     assert f"A search holds at most {MAX_TERMS} terms and groups nest at most {MAX_GROUP_DEPTH} deep" in lake
+
+
+def _readme_placeholders() -> list[tuple[str, str]]:
+    """Each upper-case word a README command line (`loglake COMMAND ... WORD`) puts where an argument goes, with the
+    command it is given to; an option's value (`--config FILE`) is not one."""
+    import click
+
+    from loglake.cli import main
+
+    found = []
+    for line in re.findall(r"loglake [^`#\n]+", README):
+        words, command, path = line.split()[1:], main, ["loglake"]
+        while words and isinstance(command, click.Group) and words[0] in command.commands:
+            command = command.commands[words[0]]
+            path.append(words.pop(0))
+        options = {name: p for p in command.params if isinstance(p, click.Option) for name in p.opts}
+        while words:
+            word = words.pop(0)
+            if word in options and not options[word].is_flag:
+                words[:1] = []  # its value
+            elif re.fullmatch(r"\[?[A-Z][A-Z_-]+\]?(\.\.\.)?", word) and len(path) > 1:
+                found.append((" ".join(path), word.strip("[].")))
+            else:  # a value given (a search, SQL), or prose
+                break
+    return found
+
+
+def test_the_readme_names_each_commands_arguments_as_its_help_does() -> None:
+    """`loglake tail [SEARCH]` in the README was `[TERMS]...` in `loglake tail --help`."""
+    import click
+
+    from loglake.cli import main
+
+    found = _readme_placeholders()
+    assert {"loglake tail", "loglake alerts retry"} <= {path for path, _ in found}
+    for path, word in found:
+        command = main
+        for name in path.split()[1:]:
+            command = command.commands[name]
+        arguments = [p.human_readable_name for p in command.params if isinstance(p, click.Argument)]
+        assert word in arguments, f"`{path} {word}` in the README; --help says {arguments}"
