@@ -17,7 +17,7 @@ from typing import Any
 
 from loglake.arrivals import ArrivalCursor, Arrivals
 from loglake.model import Problem, StoredRecord
-from loglake.recent_params import UNTIL_WITH_FOLLOW, InvalidQuery, parse_recent_params
+from loglake.recent_params import UNTIL_WITH_FOLLOW, InvalidQuery, given, parse_recent_params
 from loglake.service import FOLLOW_PARAMS, LogService
 from loglake.store.base import RecentQuery
 from loglake.times import format_datetime
@@ -48,24 +48,25 @@ class FollowPage:
 
 def follow_query(params: Mapping[str, str], now_ms: int) -> FollowQuery | None:
     """The follow that the parameters ask for, None when they ask for none; InvalidQuery naming the problems."""
-    if "after" not in params and params.get("follow", "").lower() in ("false", "0", ""):  # (recent records alone)
+    cursor = given(params, "after")
+    wanted = (given(params, "follow") or "").lower()
+    if cursor is None and wanted in ("false", "0", ""):  # (recent records alone)
         return None
     problems = []
-    given = params.get("follow", "true").lower()
-    if given in ("false", "0"):  # (with after, which only a follow takes)
+    if wanted in ("false", "0"):  # (with after, which only a follow takes)
         problems.append(Problem(-1, "follow", "is false, but after (a follow's cursor) is given: leave out one"))
-    elif given not in ("true", "1"):
+    elif wanted not in ("true", "1", ""):  # (left out with after: a follow)
         problems.append(Problem(-1, "follow", "must be true or false (false or leaving it out: recent records alone)"))
-    if "after" not in params and params.get("until"):
+    if cursor is None and given(params, "until"):
         problems.append(Problem(-1, "until", UNTIL_WITH_FOLLOW))
     after = None
-    if "after" in params:
+    if cursor is not None:
         try:
-            after = ArrivalCursor.decode(params["after"])
+            after = ArrivalCursor.decode(cursor)
         except ValueError:
             problems.append(Problem(-1, "after", NOT_A_CURSOR))
         for name in NOT_WITH_AFTER:
-            if params.get(name):
+            if given(params, name):
                 reason = "does not apply with after, which gives what arrived since the cursor, whatever its time"
                 problems.append(Problem(-1, name, reason))
     rest = {k: v for k, v in params.items() if k not in FOLLOW_PARAMS}

@@ -36,6 +36,12 @@ class InvalidQuery(ValueError):
         super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
 
 
+def given(params: Mapping[str, str], name: str) -> str | None:
+    """The value of the query parameter `name`; None when it is left out or empty: an empty one (`?service=`, what a
+    form sends for a field left blank) is as if left out, on every route that takes it (one rule for them all)."""
+    return params.get(name) or None
+
+
 def parse_recent_params(
     params: Mapping[str, str], now_ms: int, also_known: tuple[str, ...] = (), not_here: tuple[str, ...] = ()
 ) -> RecentQuery:
@@ -53,12 +59,12 @@ def parse_recent_params(
             bad(name, unknown_parameter(name, known))
 
     severities: frozenset[int] | None = None
-    if params.get("severity"):
+    if given(params, "severity"):
         try:
             severities = frozenset(int(SEVERITY_ALIASES[s.strip().lower()]) for s in params["severity"].split(","))
         except KeyError:
             bad("severity", f"must be one or more (comma-separated) of {', '.join(SEVERITY_NAMES)}")
-    if params.get("min_severity"):
+    if given(params, "min_severity"):
         floor = SEVERITY_ALIASES.get(params["min_severity"].strip().lower())
         if floor is None:
             bad("min_severity", f"must be one of {', '.join(SEVERITY_NAMES)}")
@@ -66,40 +72,40 @@ def parse_recent_params(
             at_least = frozenset(range(int(floor), len(SEVERITY_NAMES)))
             severities = at_least if severities is None else severities & at_least
 
-    since = _parse_time(params.get("since"), now_ms, "since", bad)
-    until = _parse_time(params.get("until"), now_ms, "until", bad)
+    since = _parse_time(given(params, "since"), now_ms, "since", bad)
+    until = _parse_time(given(params, "until"), now_ms, "until", bad)
     if since is None:
         since = now_ms - DEFAULT_WINDOW_MS
     if until is not None and until <= since:
         bad("until", "must be after since")
 
     limit = DEFAULT_PAGE_LIMIT
-    if params.get("limit"):
+    if given(params, "limit"):
         limit = int(params["limit"]) if is_ascii_digits(params["limit"]) else 0
         if not 1 <= limit <= MAX_PAGE_LIMIT:
             bad("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
 
     before_id = None
-    if params.get("cursor"):
+    if given(params, "cursor"):
         try:
             before_id = decode_cursor(params["cursor"])
         except ValueError:
             bad("cursor", "is not a cursor this server issued; pass next_cursor back unchanged")
 
     for name in ("service", "log_type"):
-        value = params.get(name)
+        value = given(params, name)
         if value and not is_valid_name(value):  # no record has such a name: say so, not "none found"
-            bad(name, NAME_RULE)  # (empty: not given, as every other filter's; a form sends its empty fields)
+            bad(name, NAME_RULE)
 
     if problems:
         raise InvalidQuery(problems)
     return RecentQuery(
         since_ms=since,
         until_ms=until,
-        service=params.get("service") or None,
-        log_type=params.get("log_type") or None,
+        service=given(params, "service"),
+        log_type=given(params, "log_type"),
         severities=severities,
-        contains=params.get("q") or None,
+        contains=given(params, "q"),
         before_id=before_id,
         limit=limit,
     )

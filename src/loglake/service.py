@@ -34,7 +34,7 @@ from loglake.model import (
     Problem,
     StoredRecord,
 )
-from loglake.recent_params import InvalidQuery, encode_cursor, parse_recent_params
+from loglake.recent_params import InvalidQuery, encode_cursor, given, parse_recent_params
 from loglake.store.base import HotStore, RecentQuery, StoreUnavailable, awaitable, refused_write
 from loglake.times import DAY_MS, TimeFormatError, format_datetime, parse_duration
 
@@ -282,7 +282,7 @@ class LogService:
         problems = [
             Problem(-1, name, "does not apply to a live tail, which shows each matching record as it arrives")
             for name in not_here
-            if name in params
+            if given(params, name) is not None
         ]
         if problems:
             raise InvalidQuery(problems)
@@ -307,9 +307,9 @@ class LogService:
         return self.record_search
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
-        """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery. (`follow` that
-        follow_query found to ask for no follow, `false`, is left out.)"""
-        without_follow = {name: value for name, value in params.items() if name != "follow"}
+        """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery. (FOLLOW_PARAMS, which
+        follow_query found to ask for no follow, `follow` false or empty, `after` empty, are left out.)"""
+        without_follow = {name: value for name, value in params.items() if name not in FOLLOW_PARAMS}
         return parse_recent_params(without_follow, self.now_ms(), also_known=FOLLOW_PARAMS)
 
 

@@ -20,6 +20,7 @@ from loglake.keys import (
     NoSuchKey,
     scope_set,
 )
+from loglake.recent_params import given
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 async def list_keys(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "GET /admin/keys", ("all",))
-    include_revoked = request.query.get("all", "false")
+    include_revoked = given(request.query, "all") or "false"
     if include_revoked not in _BOOLEANS:
         raise bad_parameter("all", f"must be true (include revoked keys) or false, not {quoted(include_revoked)}")
     keys = await app.run_read(app.keystore.list, _BOOLEANS[include_revoked])
