@@ -326,12 +326,13 @@ def test_query_limit_takes_one_row_or_more(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "0 is not in the range x>=1" in refused.output
 
 
-@pytest.mark.parametrize("seconds", ["nan", "0"])
+@pytest.mark.parametrize("seconds", ["nan", "0", "5e-324", "0.009"])
 def test_query_timeout_takes_a_number_of_seconds(tmp_path: Path, seconds: str) -> None:
-    """`--timeout nan` ran the query (click's range takes nan: no comparison with a bound is true of it)."""
+    """`--timeout nan` ran the query (click's range takes nan: no comparison with a bound is true of it), as did
+    5e-324, a timeout of no time at all."""
     SQLiteHotStore(tmp_path / "hot.db").close()
     refused = run("query", "SELECT 1", "--timeout", seconds, "--data-dir", str(tmp_path))
-    assert refused.exit_code == 2 and f"'{seconds}' is not a number of seconds, more than 0" in refused.output
+    assert refused.exit_code == 2 and f"'{seconds}' is not a number of seconds, at least 0.01" in refused.output
 
 
 def test_a_local_query_too_large_to_answer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -183,3 +183,9 @@ def test_the_readme_names_each_commands_arguments_as_its_help_does() -> None:
             command = command.commands[name]
         arguments = [p.human_readable_name for p in command.params if isinstance(p, click.Argument)]
         assert word in arguments, f"`{path} {word}` in the README; --help says {arguments}"
+
+
+def test_the_least_query_timeout_is_the_enforced_one() -> None:
+    from loglake.lake.query_limits import MIN_TIMEOUT_SECONDS
+
+    assert f"and no less than {MIN_TIMEOUT_SECONDS:g} s)" in " ".join(README.split())

@@ -33,6 +33,7 @@ from loglake.cli_options import (
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, Settings
 from loglake.digits import number_text
+from loglake.lake.query_limits import MIN_TIMEOUT_SECONDS
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
 from loglake.shorten import shortened
@@ -105,7 +106,7 @@ def local_runtime(
 @click.option("--limit", type=click.IntRange(1), default=None, help="Most rows to fetch (the server caps it too).")
 @click.option(
     "--timeout",
-    type=Number("a number of seconds, more than 0", 0, min_open=True),
+    type=Number(f"a number of seconds, at least {MIN_TIMEOUT_SECONDS:g}", MIN_TIMEOUT_SECONDS),
     default=None,
     help="Seconds before giving up.",
 )

@@ -109,6 +109,8 @@ async def test_bad_queries_are_400s_that_say_why(client: httpx.AsyncClient, body
     [
         ({"sql": "SELECT 1", "limit": "5"}, "limit"),
         ({"sql": "SELECT 1", "limit": 0}, "limit"),  # it answered rows [] and truncated true
+        ({"sql": "SELECT 1", "timeout_seconds": 5e-324}, "timeout_seconds"),  # no time at all: it ran the query
+        ({"sql": "SELECT 1", "timeout_seconds": 0.009}, "timeout_seconds"),
         ({"sql": 42}, "sql"),
         ({"sql": "SELECT 1", "explain": "yes"}, "explain"),
         ({"sql": "SELECT 1", "window": 1}, "window"),

@@ -34,6 +34,7 @@ from loglake.api.openapi_docs import render_docs
 from loglake.api.openapi_logs import LOG_PATHS, RECORD_IN, RECORD_OUT
 from loglake.api.routes import Result, refuse_parameters
 from loglake.keys import KEY_NAME_PATTERN, MAX_RATE_BURST, MAX_RATE_LIMIT, MIN_RATE_LIMIT, SCOPES
+from loglake.lake.query_limits import MIN_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -122,7 +123,7 @@ SPEC: dict[str, Any] = {
                                 "minimum": 1,
                                 "description": "row cap (the server caps it too)",
                             },
-                            "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                            "timeout_seconds": {"type": ["number", "null"], "minimum": MIN_TIMEOUT_SECONDS},
                             "explain": {
                                 "type": ["boolean", "null"],
                                 "description": "return the executed plan instead of rows",

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from loglake.lake.answer_values import time_text
+from loglake.lake.query_limits import MIN_TIMEOUT_SECONDS
 from loglake.lake.sql_guard import QueryError
 
 
@@ -91,8 +92,9 @@ def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
             else f"a whole number, not {_encode(limit).decode():.40}"  # true, 2.5: "not a string" misled
         )
         raise refuse("limit", f"limit must be a positive integer ({sent})")
-    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
-        raise refuse("timeout_seconds", "timeout_seconds must be a positive number")
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout >= MIN_TIMEOUT_SECONDS):
+        least = f"at least {MIN_TIMEOUT_SECONDS:g}"
+        raise refuse("timeout_seconds", f"timeout_seconds must be a number of seconds, {least}")
     explain = spec.get("explain")
     if explain is not None and type(explain) is not bool:
         raise refuse("explain", "explain must be true or false")

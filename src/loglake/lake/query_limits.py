@@ -10,6 +10,10 @@ from pathlib import Path
 from loglake.config import Settings
 
 SPILL_SHARE_OF_FREE_DISK = 0.1
+# The least time a query may ask for (timeout_seconds, --timeout): less is no time at all, which no query is kept
+# to (its watchdog interrupts a due query every 5 ms, RETRY_SECONDS: `timeout_seconds: 5e-324` ran queries whole)
+# and which a busy server's wait for a query connection reads as 'busy for 5e-324 s'.
+MIN_TIMEOUT_SECONDS = 0.01
 
 _DEFAULTS = Settings()  # the limits' defaults are the settings' (one definition)
 
