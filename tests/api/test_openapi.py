@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import jsonschema
@@ -138,11 +139,46 @@ async def test_the_record_schema_takes_the_records_the_server_takes(client: http
         {"message": "m", "timestamp": "2026-12-01"},
         {"message": "m", "timestamp": "2026-12-01T10:00:00"},
         {"message": "m", "id": None, "trace_id": None, "span_id": None},
+        {"message": "m", "trace_id": "0" * 31 + "A", "span_id": "0" * 15 + "1"},
     ]
     for sent in taken:
         assert (await client.post("/logs", json=sent)).status_code == 201, sent
         jsonschema.validate(sent, record)
-    for refused in ({"message": "m", "extra": 1}, {"message": ""}, {"service": "api"}):
+    refusals = [{"message": "m", "extra": 1}, {"message": ""}, {"service": "api"}]
+    refusals += [
+        {"message": "m", "trace_id": "0" * 32},
+        {"message": "m", "span_id": "0" * 16},
+    ]  # (the schema took them)
+    for refused in refusals:
         assert (await client.post("/logs", json=refused)).status_code == 400, refused
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(refused, record)
+
+
+async def test_the_loki_json_schema_takes_the_pushes_the_server_takes(client: httpx.AsyncClient) -> None:
+    """The schema was an object with `streams`: {"streams": null} and entries no push holds were valid to it."""
+    operation = (await client.get("/openapi.json")).json()["paths"]["/loki/api/v1/push"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    now = f"{time.time_ns()}"
+    taken = [
+        {"streams": []},
+        {"streams": [{"stream": {"app": "web"}, "values": [[now, "line"], [now, "line", {"user": "u1"}]]}]},
+        {"streams": [{"values": [[int(now), "no labels, the time a number"]]}]},
+    ]
+    for sent in taken:
+        assert (await client.post("/loki/api/v1/push", json=sent)).status_code == 204, sent
+        jsonschema.validate(sent, schema)
+    for refused in (
+        {"streams": None},
+        {"streams": [None]},
+        {"streams": [{"stream": {"app": "web"}}]},
+        {"streams": [{"stream": {"app": 1}, "values": []}]},
+        {"streams": [{"values": [[now]]}]},
+        {"streams": [{"values": [[now, "line", {}, "more"]]}]},
+        {"streams": [{"values": [["soon", "line"]]}]},
+        {"streams": [{"values": [[now, 7]]}]},
+        {"streams": [{"values": [[now, "line", {"user": 1}]]}]},
+    ):
+        assert (await client.post("/loki/api/v1/push", json=refused)).status_code == 400, refused
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, schema)

@@ -46,6 +46,42 @@ _STORED = Result(204, b"")  # (one, shared by the pushes resent_pushes keeps: no
 _READ_AS_PROTOBUF = (
     f" (no Content-Type: read as protobuf, as Loki reads it; a JSON push needs Content-Type: {loki.JSON})"
 )
+# A JSON push as loki._JsonPush reads it: {"streams": null}, a stream without values or an entry that is no
+# [timestamp, line, metadata?] are refused whole, which a schema of an object with streams took.
+_JSON_PUSH = {
+    "type": "object",
+    "required": ["streams"],
+    "properties": {
+        "streams": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["values"],
+                "properties": {
+                    "stream": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "values": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "minItems": 2,
+                            "maxItems": 3,
+                            "prefixItems": [
+                                {
+                                    "description": "Unix nanoseconds",
+                                    "type": ["string", "integer"],
+                                    "pattern": "^[0-9]+$",
+                                },
+                                {"type": "string"},
+                                {"type": "object", "additionalProperties": {"type": "string"}},
+                            ],
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
 OPENAPI = {
     PATH: {
         "post": {
@@ -64,7 +100,7 @@ OPENAPI = {
                 "required": True,
                 "content": {
                     loki.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-                    loki.JSON: {"schema": {"type": "object", "required": ["streams"]}},
+                    loki.JSON: {"schema": _JSON_PUSH},
                 },
             },
             "responses": {

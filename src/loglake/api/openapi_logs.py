@@ -84,12 +84,12 @@ RECORD_IN = {
         },
         "trace_id": {
             "type": "string",
-            "pattern": f"^[0-9A-Fa-f]{{{TRACE_ID_HEX_DIGITS}}}$",
+            "pattern": f"^(?!0+$)[0-9A-Fa-f]{{{TRACE_ID_HEX_DIGITS}}}$",  # (all zeros: no id, refused)
             "description": "W3C/OpenTelemetry trace id, stored in lowercase (all zeros is refused)",
         },
         "span_id": {
             "type": "string",
-            "pattern": f"^[0-9A-Fa-f]{{{SPAN_ID_HEX_DIGITS}}}$",
+            "pattern": f"^(?!0+$)[0-9A-Fa-f]{{{SPAN_ID_HEX_DIGITS}}}$",
             "description": "W3C/OpenTelemetry span id, stored in lowercase (all zeros is refused)",
         },
     },
