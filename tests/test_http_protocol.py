@@ -13,7 +13,8 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from loglake import http_protocol
-from loglake.http_protocol import ConnectionLimit, HttpProtocol
+from loglake.connection_limit import RESERVED_FILES, ConnectionLimit
+from loglake.http_protocol import HttpProtocol
 
 
 class _Sends:
@@ -387,7 +388,10 @@ def test_connections_past_the_limit_are_closed_at_once_and_said_once(caplog: pyt
     (tests/e2e/test_file_limit.py runs a server at it)."""
     refused: list[int] = []
     limit = ConnectionLimit(6, lambda: refused.append(1))  # (half of so low a limit is kept: 3 connections)
-    assert limit.most == 3 and ConnectionLimit(100_000).most == 100_000 - http_protocol.RESERVED_FILES
+    assert limit.most == 3 and ConnectionLimit(100_000).most == 100_000 - RESERVED_FILES
+    # Beside the syslog listeners, HTTP's connections and theirs share what is left, the reserve intact.
+    http, syslog = ConnectionLimit.http(100_000, print, syslog=True), ConnectionLimit.syslog(100_000, print)
+    assert http.most + syslog.most == 100_000 - RESERVED_FILES and http.most == syslog.most
 
     async def scenario() -> None:
         state = ServerState()

@@ -38,15 +38,13 @@ the connection closes). uvicorn waited for ever: a body sent a byte every few se
 say) held its connection, and what had come of it, for as long as its client liked; a wait between two reads alone
 (nginx's client_body_timeout) does not stop that.
 
-Connections are bounded too (ConnectionLimit): by nothing but the process's file limit, a server at it could not
-accept (uvloop accepted and closed each new one) and every file it opened failed as well: DuckDB's queries (`Too
-many open files`, answered 400 invalid_query), bulk batches' parts (500), the lake's flushes (/healthz degraded).
-So a server holds at most its file limit less RESERVED_FILES, kept for its own files; a connection past that is
-closed as soon as it is accepted, unanswered (as HAProxy's maxconn or nginx's worker_connections leave it
-unserved). Not answered 503 as uvicorn's limit_concurrency answers: that reads the request first, holding the
-connection for as long as its head may take (HEAD_SECONDS), which is what the bound is for; and an answer written
-before the request is read is lost to the reset of closing on the request's unread bytes. Clients take a
-connection closed before any answer for a network error, and send again (shippers, browsers' idempotent requests).
+Connections are bounded too (connection_limit.ConnectionLimit): a server holds at most its file limit less what it
+keeps for its own files (its share of that, beside the syslog listeners'); a connection past that is closed as soon
+as it is accepted, unanswered. Not answered 503 as uvicorn's limit_concurrency answers: that reads the request
+first, holding the connection for as long as its head may take (HEAD_SECONDS), which is what the bound is for; and
+an answer written before the request is read is lost to the reset of closing on the request's unread bytes. Clients
+take a connection closed before any answer for a network error, and send again (shippers, browsers' idempotent
+requests).
 """
 
 from __future__ import annotations
@@ -54,15 +52,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import resource
-import sys
 from collections import deque
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import httptools
+
+from loglake.connection_limit import ConnectionLimit
 
 MAX_HEAD_BYTES = 64 * 1024  # of a request's line and headers
 HEAD_SECONDS = 30.0  # from a request's first byte to the end of its head
@@ -70,12 +67,6 @@ BODY_SECONDS = 20.0  # from the app's first wait for a body's bytes, before thos
 BODY_MIN_RATE = 500  # bytes a second: what each byte of a body extends its time by (1/500 s)
 LINGER_SECONDS = 2.0  # a refused client's bytes are read and dropped this long before its connection closes
 BODY_BUFFER_BYTES = 64 * 1024  # of a body received and not yet taken by the app, before reading pauses
-# File descriptors of the process's limit kept from connections for the server's own files, or half the limit if
-# that is less: SQLite's databases and WALs, the lake's parts that DuckDB's threads and flushes open, the access
-# log, outbound connections (alerts, S3), syslog's, the query workers' pipes (an idle server holds about 30).
-RESERVED_FILES = 1024
-# Connections refused less than this apart are one episode, which the log tells once: its first.
-REFUSALS_QUIET_SECONDS = 60.0
 
 TOO_LARGE = f"the request's head is over {MAX_HEAD_BYTES // 1024} KiB"
 MALFORMED = "Invalid HTTP request received."
@@ -102,33 +93,6 @@ def status_line(status: int) -> bytes:
 
 class HeadTooLarge(Exception):
     """Raised in a parser callback: a request's target and headers passed MAX_HEAD_BYTES."""
-
-
-class ConnectionLimit:
-    """The connections one server holds at once: at most `most`, derived from the process's file limit; one past
-    it is closed as soon as it is accepted, counted by `on_refused` (/metrics), and the log says so once per
-    episode (not once per connection: a flood would flood the log)."""
-
-    def __init__(self, files: int, on_refused: Callable[[], object] = lambda: None) -> None:
-        self.files = files  # the process's file limit (RLIMIT_NOFILE's soft one)
-        reserved = min(RESERVED_FILES, files // 2)
-        self.most = sys.maxsize if files == resource.RLIM_INFINITY else files - reserved
-        self._on_refused = on_refused
-        self._last_refused: float | None = None  # (the loop's time)
-
-    def refused(self, now: float) -> None:
-        self._on_refused()
-        last, self._last_refused = self._last_refused, now
-        if last is None or now - last >= REFUSALS_QUIET_SECONDS:
-            logger.warning(
-                "the server holds %d HTTP connections, the most it may (its open file limit, %d, less %d for its "
-                "own files): new ones are closed as soon as they open until some close "
-                "(loglake_http_connections_refused_total counts them); raise the limit (ulimit -n, systemd's "
-                "LimitNOFILE) to hold more",
-                self.most,
-                self.files,
-                self.files - self.most,
-            )
 
 
 class HttpProtocol(asyncio.Protocol):

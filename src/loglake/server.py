@@ -24,7 +24,8 @@ from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
-from loglake.http_protocol import ConnectionLimit, HttpProtocol
+from loglake.connection_limit import ConnectionLimit
+from loglake.http_protocol import HttpProtocol
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.location import lake_description
 from loglake.lake.objectstore import ObjectStoreError
@@ -234,7 +235,9 @@ def check_lake_store(app: LoglakeApp, settings: Settings, out: TextIO) -> None:
 def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
     """How `loglake serve` runs the app on uvicorn (bench/b1_in_process.py drives the same protocol)."""
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    limit = ConnectionLimit(files, functools.partial(app.metrics.connections_refused.inc, ()))
+    syslog = app.runtime.syslog
+    refused = functools.partial(app.metrics.connections_refused.inc, ())
+    limit = ConnectionLimit.http(files, refused, syslog=syslog is not None and syslog.streams)
     return uvicorn.Config(
         app,
         loop=_loop(),
@@ -278,7 +281,7 @@ def _log_to(access_log: AccessLog) -> None:
 
 def _raise_file_limit() -> None:
     """Raise the process's open file limit to its hard limit, as nginx (worker_rlimit_nofile) and Go's runtime do:
-    it bounds the connections the server holds (http_protocol.ConnectionLimit), and a shell's usual soft limit
+    it bounds the connections the server holds (connection_limit.ConnectionLimit), and a shell's usual soft limit
     (1024, under a hard one of a million) held a server to 512."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loglake.http_protocol import ConnectionLimit
+from loglake.connection_limit import ConnectionLimit
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +68,65 @@ def test_connections_past_the_bound_are_closed_and_the_server_keeps_working(tmp_
     said = [line for line in log.read_text().splitlines() if "HTTP connections, the most it may" in line]
     assert len(said) == 1 and f"holds {most} HTTP connections" in said[0], said  # (once, not each refused)
     assert "Too many open files" not in log.read_text()
+
+
+def test_syslog_connections_past_their_share_are_closed_and_the_server_keeps_working(tmp_path: Path) -> None:
+    """The syslog TCP listener's connections were bounded per sender only: senders enough (here one with many
+    source addresses) took every descriptor, and then the server's own files failed as above."""
+    log = tmp_path / "server.log"
+    syslog_port = free_port()
+    listen = ("--no-auth", "--syslog-tcp", f"127.0.0.1:{syslog_port}", "--syslog-allow", "127.0.0.0/8")
+    server = ServerProcess(tmp_path / "data", free_port(), log, listen, preexec_fn=_limit_files)
+    server.start()
+    most = ConnectionLimit.syslog(FILES, lambda: None).most
+    assert most < ConnectionLimit(FILES).most  # (HTTP's share is the rest: half)
+    flood: list[socket.socket] = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/healthz").status_code == 200
+            for n in range(FILES + 50):  # more than the process could open, 20 from each address (a sender's 64)
+                sock = socket.socket()
+                sock.bind((f"127.0.1.{n // 20 + 1}", 0))
+                sock.settimeout(5)
+                sock.connect(("127.0.0.1", syslog_port))
+                flood.append(sock)
+            time.sleep(0.5)
+            held = [sock for sock in flood if _open(sock)]
+            assert len(held) == most, (len(held), most)
+            held[0].sendall(b"<14>1 2026-01-01T00:00:00Z host app - - - over a held connection\n")
+
+            batch = "".join(json.dumps({"message": f"bulk {i}"}) + "\n" for i in range(1500))
+            stored = client.post("/logs", content=batch, headers={"content-type": "application/x-ndjson"})
+            assert stored.status_code == 201, stored.text
+            assert _counted(client, 1501) == 1501  # (a query: DuckDB opening the lake's parts)
+            assert client.get("/healthz").json()["status"] == "ok"
+            metrics = client.get("/metrics").text
+            assert f"loglake_syslog_connections_server_full_total {len(flood) - most}\n" in metrics, metrics
+            for sock in flood:
+                sock.close()
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", syslog_port), timeout=5) as sock:  # (room again)
+                sock.sendall(b"<14>1 2026-01-01T00:00:01Z host app - - - after the flood\n")
+            assert _counted(client, 1502) == 1502
+    finally:
+        for sock in flood:
+            sock.close()
+        server.stop()
+    said = [line for line in log.read_text().splitlines() if "syslog connections, the most it may" in line]
+    assert len(said) == 1 and f"holds {most} syslog connections" in said[0], said  # (once, not each refused)
+    assert "Too many open files" not in log.read_text()
+
+
+def _counted(client: httpx.Client, expected: int) -> int:
+    """The records stored, once they are `expected` or after 10 s (syslog's are committed within 0.2 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        counted = client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+        assert counted.status_code == 200, counted.text
+        count = counted.json()["rows"][0][0]
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
 
 
 def _open(sock: socket.socket) -> bool:

@@ -154,10 +154,17 @@ class Metrics:
             "open already, closed before anything was read from them.",
             (),
         )
+        self.syslog_connections_server_full = Counter(
+            "loglake_syslog_connections_server_full_total",
+            "Connections to the syslog TCP (or TLS) listener closed as soon as they opened, nothing read from them: "
+            "the listeners held as many as they may (their share of the open file limit less what the server keeps "
+            "for its own files).",
+            (),
+        )
         self.connections_refused = Counter(
             "loglake_http_connections_refused_total",
             "HTTP connections closed as soon as they opened, unanswered: the server held as many as it may (its open "
-            "file limit less what it keeps for its own files).",
+            "file limit less what it keeps for its own files; half of that beside a syslog TCP or TLS listener).",
             (),
         )
         self.rules_loaded = 0
@@ -196,6 +203,8 @@ class Metrics:
             self.syslog_connections_refused.inc((), tally.connections_refused)
         if tally.connections_over_limit:
             self.syslog_connections_over_limit.inc((), tally.connections_over_limit)
+        if tally.connections_server_full:
+            self.syslog_connections_server_full.inc((), tally.connections_server_full)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.rule_runs.inc((rule.id, record.outcome))

@@ -21,6 +21,7 @@ import errno
 import functools
 import ipaddress
 import logging
+import resource
 import socket
 import ssl
 import threading
@@ -35,6 +36,7 @@ from loglake.config import (
     parse_networks,
     time_zone,
 )
+from loglake.connection_limit import ConnectionLimit
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -83,6 +85,12 @@ class SyslogListeners:
         # Each sender's open TCP and TLS connections: a sender that opens ever more (a loop reconnecting without
         # closing, a flood), each holding a message it does not finish, would hold the server's memory.
         self.connections: dict[str, int] = {}
+        # And all senders' together, bounded by the listeners' share of the file limit (which `loglake serve` raised
+        # before this): many senders, or one with many source addresses, took every file descriptor, and then the
+        # server's own files failed (SQLite, the lake's parts, DuckDB's queries: `Too many open files`).
+        self.open_streams = 0
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.limit = ConnectionLimit.syslog(files, lambda: self.report(SyslogTally(connections_server_full=1)))
         # Each listener's own (the rate is per listener): with one for all, a TCP sender's backlog kept it in debt
         # and every UDP datagram meanwhile was dropped.
         self.allowances = {kind: Allowance(settings.syslog_rate_limit, monotonic()) for kind in ("udp", "tcp", "tls")}
@@ -99,6 +107,11 @@ class SyslogListeners:
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
         return any(getattr(settings, name) for name in SYSLOG_LISTENERS)
+
+    @property
+    def streams(self) -> bool:
+        """Whether a TCP or TLS listener is asked for (their connections take a share of the file limit)."""
+        return self._tcp is not None or self._tls is not None
 
     @property
     def addresses(self) -> dict[str, tuple[str, int]]:
@@ -195,12 +208,16 @@ class SyslogListeners:
         return verdict
 
     def connection_opened(self, peer: str) -> bool:
-        """Count a TCP or TLS connection of the sender (connection_closed ends it), when it holds fewer than
-        syslog_max_connections_per_sender; else count and say (at most once every WARNING_SECONDS) that it is
-        refused, and answer False: the caller closes it."""
+        """Count a TCP or TLS connection of the sender (connection_closed ends it), when the listeners hold fewer than
+        their limit's most and the sender fewer than syslog_max_connections_per_sender; else count and say (once per
+        episode, or at most once every WARNING_SECONDS) that it is refused, and answer False: the caller closes it."""
+        if self.open_streams >= self.limit.most:
+            self.limit.refused(self.monotonic())
+            return False
         held = self.connections.get(peer, 0)
         if held < self.max_connections:
             self.connections[peer] = held + 1
+            self.open_streams += 1
             return True
         self.report(SyslogTally(connections_over_limit=1))
         unsaid = self._connections_over_limit.due(self.monotonic())
@@ -217,6 +234,7 @@ class SyslogListeners:
         return False
 
     def connection_closed(self, peer: str) -> None:
+        self.open_streams -= 1
         held = self.connections.pop(peer) - 1
         if held:
             self.connections[peer] = held

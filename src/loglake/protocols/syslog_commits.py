@@ -46,6 +46,8 @@ class SyslogTally:
     connections_refused: int = 0  # TCP and TLS connections from outside syslog_allow: nothing was read from them
     # TCP and TLS connections past syslog_max_connections_per_sender: nothing was read from them
     connections_over_limit: int = 0
+    # TCP and TLS connections past the listeners' share of the file limit (connection_limit): nothing was read
+    connections_server_full: int = 0
     by_service_and_severity: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
