@@ -443,3 +443,33 @@ def test_a_rate_under_one_a_second_still_lets_datagrams_through() -> None:
     """The burst was the rate itself: under one message a second, no datagram ever fitted (trial S)."""
     allowance = Allowance(0.5, 0.0)
     assert [allowance.take_one(now) for now in (0.0, 0.5, 2.0, 2.5, 4.0)] == [True, False, True, False, True]
+
+
+def test_a_connection_whose_sender_vanished_is_closed_and_its_place_taken(
+    listening, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender that vanished without closing its connection (powered off, rebooted, or behind a NAT or firewall that
+    dropped the connection's state after a quiet while) left it held for ever: its file, and a place among its
+    address's syslog_max_connections_per_sender, until a sender behind a NAT's address was refused for good."""
+    monkeypatch.setattr("loglake.protocols.syslog.KEEPALIVE_SECONDS", 1)
+    syslog = listening(syslog_max_connections_per_sender="1")
+    port = syslog.port
+    with socket.create_connection(("127.0.0.1", port)) as gone:
+        gone.sendall(b"<14>1 - h a - - - before\n")
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
+        try:  # closed without a word to the listener (no FIN, no RST): the socket under repair (CAP_NET_ADMIN)
+            gone.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+        except PermissionError:
+            pytest.skip("needs CAP_NET_ADMIN (TCP_REPAIR) to make a connection vanish")
+    deadline = time.monotonic() + 20
+    while syslog.listeners.connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert syslog.listeners.connections == {}  # (its keep-alive probe was answered with a reset)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"<14>1 - h a - - - after\n")
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 2)
+    assert sorted(syslog.stored()) == ["after", "before"]
+    assert not any(t.connections_over_limit for t in syslog.tallies)
+
+
+TCP_REPAIR = 19  # (linux/tcp.h; Python does not name it)

@@ -51,6 +51,15 @@ _MAX_VERDICTS = 10_000
 # many more there were meanwhile): a scanner, or a sender speaking plain syslog to the TLS port, connects again
 # and again and must not flood the log.
 WARNING_SECONDS = 60.0
+# TCP keep-alive on the TCP and TLS listeners' connections, as Go's servers set it: a connection quiet this long is
+# probed, this often, and closed after KEEPALIVE_PROBES unanswered (or at a reset). A sender that vanished without
+# closing its connection (powered off, rebooted, or behind a NAT or firewall that dropped the connection's state
+# after a quiet while) left it held for ever: its file, and a place among its address's
+# syslog_max_connections_per_sender, so that a sender behind a NAT's address came to be refused for good. A sender
+# that is there answers the probes (its kernel does), however quiet: syslog-ng connects and may send nothing for
+# hours (syslog_streams.HANDSHAKE_SECONDS); and a probe each quiet while keeps a NAT's state for the connection.
+KEEPALIVE_SECONDS = 15
+KEEPALIVE_PROBES = 9
 _log = logging.getLogger("loglake.syslog")
 
 
@@ -307,6 +316,7 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
     try:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _keep_alive(sock)  # (the connections it accepts inherit it)
         sock.bind((host, port))
         if kind == socket.SOCK_STREAM:
             sock.listen(512)
@@ -317,6 +327,16 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
         raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {e.strerror}") from None
     sock.setblocking(False)
     return sock
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """Keep-alive probes on a stream socket (KEEPALIVE_SECONDS, KEEPALIVE_PROBES), as far as the system names them."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle = "TCP_KEEPIDLE" if hasattr(socket, "TCP_KEEPIDLE") else "TCP_KEEPALIVE"  # (macOS's name for it)
+    options = ((idle, KEEPALIVE_SECONDS), ("TCP_KEEPINTVL", KEEPALIVE_SECONDS), ("TCP_KEEPCNT", KEEPALIVE_PROBES))
+    for name, value in options:
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def _tls_context(cert: str, key: str, settings: str) -> ssl.SSLContext:
