@@ -540,3 +540,66 @@ print(len(rules), sorted(routing_from(env).destinations), "'2026-05-05'" in sql)
         [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ | {"ENV": json.dumps(aws["env"])}
     )
     assert done.stdout.split("\n")[0] == "2 ['hook'] True", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("schedule", "told"),
+    [
+        ("5m", [(10, "trigger")] + [(minute, "update") for minute in range(40, 330, 30)]),
+        ("1h", [(120, "trigger"), (180, "update"), (240, "update"), (300, "update")]),
+    ],
+)
+def test_a_rule_failing_past_its_catch_up_bound_is_sent_again_only_after_its_dedup_window(
+    aws, tmp_path: Path, schedule: str, told: list[tuple[int, str]]
+) -> None:
+    """As locally (alerts/apply.py's failing_told_again): each failure updates the rule's failing alert, which is
+    sent again only once its last event is the rule's dedup window old. Once the catch-up bound moved the failed
+    window, every failed run sent an update (a rule running more often than its dedup window) or a new alert (one
+    running less often)."""
+    from loglake.rules.claimed_rounds import run_due
+    from loglake.rules.run import RuleRunError, RunResult
+
+    text = CRITICAL.replace("schedule: 1d,", f"schedule: {schedule},").replace(
+        "group_by: [service]}", "group_by: [service], dedup: {window: 30m}}"
+    )
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", text)))
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    catch_up = CatchUp(windows=2, max_age_ms=DAY_MS)  # the failed window stays put for two firings at most
+    minute, failing = 60_000, [True]
+
+    def run(rule: Any, since: int, until: int, now: int, fresh: int | None) -> RunResult:
+        if failing[0]:
+            raise RuleRunError(f"Athena: the query failed (request {now})")  # (another error at each run)
+        return RunResult(rule.id, since, until, [], 0, 0, 0, 0.0, False, "")
+
+    def failing_alert() -> dict[str, Any]:
+        key = {"pk": {"S": f"dedup#{rule.id}#loglake:rule-failing:{rule.id}"}, "sk": {"S": "head"}}
+        head = boto3.client("dynamodb").get_item(TableName=aws["table"], Key=key)["Item"]
+        found = store.alert(head["alert_id"]["S"])
+        assert found is not None
+        return found
+
+    sent: list[tuple[int, str]] = []
+    alert_ids: list[str] = []
+
+    def rounds(minutes: range) -> None:
+        for at in minutes:
+            now = DAY2 + at * minute + 1000
+            for window_run in run_due([rule], store, run, now, lease_ms=60_000, catch_up=catch_up):
+                for ref in window_run.deliveries:
+                    claimed, _ = store.claim_delivery(ref["id"], now, 1000)
+                    sent.append((at, claimed.row.kind))
+                    alert_ids.append(claimed.alert["id"])
+                if window_run.outcome == "error" and (window_run.failures or 0) >= 3:
+                    alert = failing_alert()  # each failure shows in the alert, sent or not
+                    assert (alert["match_count"], alert["updated_ms"]) == (window_run.failures, now)
+                    assert alert["evidence"][-1]["error"] == f"Athena: the query failed (request {now})"
+
+    rounds(range(0, 330, 5))
+    assert sent == told and len(set(alert_ids)) == 1
+    failing[0] = False  # the rule runs again; its next streak of failures is an alert of its own
+    rounds(range(330, 365, 5))
+    failing[0], first = True, alert_ids[0]
+    sent.clear()
+    rounds(range(365, 560, 5))
+    assert sent[0][1] == "trigger" and alert_ids[-1] != first

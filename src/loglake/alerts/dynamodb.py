@@ -14,8 +14,10 @@ One table, keys `pk` and `sk` (strings):
   the condition that its version is the one read: a concurrent writer makes this one read again),
   the alert, and the deliveries its event makes. So one alert per dedup key per dedup window, as
   locally (alerts/apply.py), and an event is never delivered unless its change was written. A rule
-  that keeps failing raises its own alert the same way (one per streak of failures of a window).
-- `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format.
+  that keeps failing raises its own alert the same way, one per streak of failures: each failure
+  updates it, sent again only once its last event is the rule's dedup window old (failing_told_again).
+- `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format; a
+  failing rule's alert also has `told_ms`, the time of its last event.
 - `event#<alert id>#<version>` / `event`: the alert as an event left it (what its deliveries send).
   An alert's JSON is kept under MAX_ALERT_BYTES by leaving out its oldest evidence rows.
 - `delivery#<id>` / `delivery`: one per (alert event, destination). Its id is the idempotency key.
@@ -47,6 +49,7 @@ from loglake.alerts.apply import (
     FAILING_TAG,
     Overlapped,
     failing_key,
+    failing_told_again,
     merged_count,
     merged_evidence,
     seen_span,
@@ -210,27 +213,50 @@ class DynamoDBDetections(DynamoDBOutbox):
     def rule_failing(
         self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
     ) -> list[dict[str, str]]:
-        """Raise the rule's own alert (level high, tag loglake.rule-failing), as alerts/apply.py does:
-        it failed `failures` runs in a row. The deliveries it made."""
+        """Raise the rule's own alert (level high, tag loglake.rule-failing), as alerts/apply.py does: it
+        failed `failures` runs in a row. While it keeps failing, each failure updates that alert (its count,
+        its error in the evidence), which is sent again only when failing_told_again. The deliveries it made."""
         evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
-        group = {"rule_id": rule.id}
-        match = Match(
-            rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
-        )
-        result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
-        failing = replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,))
-        _, deliveries = self._apply(failing, match, result, now_ms, of_records=False)
-        return deliveries
+        head_key = item_key(f"dedup#{rule.id}#{failing_key(rule.id)}", "head")
+        for _ in range(_CONFLICT_RETRIES):
+            head = self._get(head_key["pk"]["S"], "head")
+            version = 0 if head is None else int(head["version"]["N"])
+            item = None if head is None else self._get(f"alert#{head['alert_id']['S']}", "alert")
+            alert = None if item is None else json.loads(item["doc"]["S"])
+            # Nobody resolves it on AWS: the failures in a row tell a streak's alert (its count, fewer) from an
+            # earlier streak's (a new streak starts again from the first failure).
+            if item is None or alert["match_count"] >= failures:
+                group = {"rule_id": rule.id}
+                match = Match(
+                    rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
+                )
+                result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
+                failing = replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,))
+                alert, kind, told_ms = _new_alert(failing, match, result, now_ms), "trigger", now_ms
+            else:
+                # (an item written before `told_ms` was kept: its last change was its last event)
+                told_ms = int(item["told_ms"]["N"]) if "told_ms" in item else alert["updated_ms"]
+                kind = None
+                if failing_told_again(rule, told_ms, now_ms):
+                    kind, told_ms = "update", now_ms
+                alert.update(
+                    match_count=failures,
+                    last_seen_ms=until_ms,
+                    window_end_ms=until_ms,
+                    evidence=(alert["evidence"] + evidence)[-rule.options.evidence :],
+                    updated_ms=now_ms,
+                )
+            deliveries = self._deliveries(alert, kind, version + 1, now_ms)
+            if self._write(head_key, version, alert, deliveries, told_ms):
+                return [delivery_ref(d) for d in deliveries]
+        raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         item = self._get(f"alert#{alert_id}", "alert")
         return None if item is None else json.loads(item["doc"]["S"])
 
-    def _apply(
-        self, rule: Rule, match: Match, result: RunResult, now_ms: int, of_records: bool = True
-    ) -> tuple[bool, list[dict[str, str]]]:
-        """Make or join the alert of a match; `of_records`: the match's records may have been read by the
-        runs of the key's last alert (alerts/apply.py's unread_part), which a rule's failures never are."""
+    def _apply(self, rule: Rule, match: Match, result: RunResult, now_ms: int) -> tuple[bool, list[dict[str, str]]]:
+        """Make or join the alert of a match."""
         head_key = item_key(f"dedup#{rule.id}#{match.dedup_key}", "head")
         statuses = ("suppressed",) if match.suppressed else _OPEN
         for _ in range(_CONFLICT_RETRIES):
@@ -244,7 +270,7 @@ class DynamoDBDetections(DynamoDBOutbox):
             ):
                 alert = self.alert(head["alert_id"]["S"])
             if alert is None:
-                earlier = self.alert(head["alert_id"]["S"]) if head is not None and of_records else None
+                earlier = self.alert(head["alert_id"]["S"]) if head is not None else None
                 unread = unread_part(match, result, _overlapped(earlier, rule.plan.read_since(result.since_ms)))
                 if unread is None:
                     return False, []  # the records the key's last alert took in, read again
@@ -281,7 +307,12 @@ class DynamoDBDetections(DynamoDBOutbox):
         ]
 
     def _write(
-        self, head_key: dict[str, Any], version: int, alert: dict[str, Any], deliveries: list[dict[str, Any]]
+        self,
+        head_key: dict[str, Any],
+        version: int,
+        alert: dict[str, Any],
+        deliveries: list[dict[str, Any]],
+        told_ms: int | None = None,
     ) -> bool:
         head = head_key | {
             "alert_id": string(alert["id"]),
@@ -295,14 +326,12 @@ class DynamoDBDetections(DynamoDBOutbox):
             else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": number(version)}}
         )
         doc = string(_fitted(alert))
+        item = item_key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": string(alert["level"])}
+        if told_ms is not None:
+            item["told_ms"] = number(told_ms)
         items = [
             {"Put": {"TableName": self.table, "Item": head, **condition}},
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": item_key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": string(alert["level"])},
-                }
-            },
+            {"Put": {"TableName": self.table, "Item": item}},
         ]
         if deliveries:  # the alert as this event left it, what each of its deliveries sends
             event = item_key(f"event#{alert['id']}#{version + 1}", "event") | {"doc": doc}
