@@ -8,8 +8,9 @@ then is the window moved on by the claim's holder. A run that fails lets the win
 a failure (`failing_after` in a row raise the rule's own alert); the window is tried again at the
 rule's next firing, not by every round before it (the function may run more often than the rule).
 A run whose claim ran out before it finished is `superseded` (the run that took the window over
-finds the same alerts already written, so nothing is made twice). A round stops starting windows
-when `time_left()` says so (a function's timeout).
+finds the same alerts already written, so nothing is made twice). The range the catch-up bound left
+out is named (a `skipped` run) by the run that moves the window past it. A round stops starting
+windows when `time_left()` says so (a function's timeout).
 """
 
 from __future__ import annotations
@@ -82,9 +83,7 @@ def run_due(
         found = store.window_state(rule.id)
         previous = found.window_end_ms
         due = due_windows(rule, previous, now_ms, catch_up or CatchUp(), found.failed_ms)
-        if due.skipped is not None:
-            gap = due.skipped
-            yield WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED)
+        skipped = due.skipped
         for window in due.windows:
             if not time_left():
                 return
@@ -110,6 +109,11 @@ def run_due(
                 break
             made, deliveries = store.apply_matches(rule, result, now_ms)
             moved = store.advance(claim, window.until_ms)
+            if moved and skipped is not None:
+                # Named once, by the run that moved the window past it, as locally: not by each round that failed
+                # (or found the window held) while the range stays left out.
+                yield WindowRun(rule.id, skipped.since_ms, skipped.until_ms, "skipped", error=SKIPPED)
+                skipped = None
             yield WindowRun(
                 rule.id,
                 window.since_ms,
