@@ -3,6 +3,7 @@ Retry-After under the same idempotency key, dead-lettered, isolated per destinat
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -529,3 +530,46 @@ def test_an_attempt_whose_outcome_cannot_be_recorded_is_sent_again_once_it_can(
     assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
     first, second = receiver.requests
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+
+
+def test_the_worker_s_failures_are_logged_once_not_at_every_round_and_its_recovery(
+    make_delivery, alerts_db, receiver, data_dir, monkeypatch, caplog
+):
+    """The alerts database locked (or full) failed every round of the worker: no alert went out, and the log said
+    nothing of it (only /healthz's worker_error did). The first failure is logged, with its traceback, not each
+    round's; the worker's recovery too."""
+    monkeypatch.setattr("loglake.alerts.db.BUSY_TIMEOUT_S", 0.01)
+    caplog.set_level(logging.INFO, logger="loglake.alerts")
+    delivery = make_delivery(hook(receiver), poll_seconds=0.01)
+    insert_alert(alerts_db)
+    rounds, recover = [0], delivery.outbox.recover
+
+    def counted(now_ms: int) -> int:
+        rounds[0] += 1
+        return recover(now_ms)
+
+    monkeypatch.setattr(delivery.outbox, "recover", counted)
+    holder = open_alerts_db(data_dir)
+    holder.execute("BEGIN EXCLUSIVE")  # (another process writing, for as long as it takes)
+    try:
+        delivery.start()
+        deadline = time.monotonic() + 20
+        while rounds[0] < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert "database is locked" in (delivery.last_error or "")
+    finally:
+        holder.rollback()
+        holder.close()
+    receiver.wait_for(1)
+
+    def said() -> list[tuple[str, str, bool]]:
+        return [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in caplog.records if r.name == "loglake.alerts"]
+
+    while len(said()) < 2:  # (the round that worked says so once it has ended: maybe after the receiver's answer)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert said() == [
+        ("ERROR", "alert delivery failed; retrying in 0.01 s", True),
+        ("INFO", f"alert delivery works again, after {rounds[0] - 1} failures", False),
+    ]

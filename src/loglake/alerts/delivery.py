@@ -28,6 +28,7 @@ from loglake.alerts.outbox import ROUTE_BATCH, Claimed, DeadLetters, DeliveryRow
 from loglake.alerts.redact import Redactor
 from loglake.alerts.routing import Routing, RoutingFile
 from loglake.alerts.secrets import SecretError, Secrets, scrub
+from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.locks import exclusive_lock
 from loglake.retry import Backoff
 from loglake.times import parse_duration
@@ -151,6 +152,9 @@ class AlertDelivery:
 
     def _deliver(self) -> None:
         recovered = False
+        # Said in the log too, once and not at every round: while it fails no alert reaches any destination, and
+        # only /healthz and GET /alerts/deliveries (worker_error) said why.
+        failures = RepeatedFailures(log, "alert delivery")
         while not self._stopping.is_set():
             try:
                 if not recovered:
@@ -158,7 +162,9 @@ class AlertDelivery:
                     recovered = True
                 wait = self.step()
                 self.last_error = None
+                failures.succeeded()
             except Exception as e:  # the database is locked or full: try again next round
+                failures.failed(e, self.poll_seconds)
                 self.last_error = f"{type(e).__name__}: {e}"
                 wait = self.poll_seconds
             self._wake.wait(wait)
