@@ -255,6 +255,8 @@ def status(data_dir: Path) -> None:
             f"run {run['started']} .. {run['finished']}: {'ok' if run['ok'] else 'FAILED'}, {rows:,} rows, "
             f"{failed} failed window(s)"
         )
+        if run.get("error"):  # (it failed as a whole; reports stored before there were such have none)
+            click.echo(f"  the whole run: {printable(run['error'])}")
         for app in run["apps"]:
             for error in app["errors"][:3]:
                 click.echo(f"  {printable(app['app'])}: {printable(error)}")

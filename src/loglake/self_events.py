@@ -5,7 +5,8 @@ What is recorded, each with `attributes.event`:
 - `records_rejected`: records refused as invalid by `POST /logs` (400) and the shipper protocols, counted per reason,
   protocol and API key, with the first one's reason;
 - `storage_unavailable`: records refused because the store could not take writes (503);
-- `collection_failed`: an Amplify app's collection run with failed windows, with its first error.
+- `collection_failed`: an Amplify app's collection run with failed windows, with its first error, or one that failed
+  as a whole (the server's schedule reports it for each app of the run).
 
 Events are counted in memory as they happen and written once a minute as one record per event and
 reason (so a client sending bad records in a loop adds a record a minute, not one per request).
@@ -96,12 +97,8 @@ class SelfEvents:
         pass
 
     def on_amplify_report(self, report: RunReport) -> None:
-        for app in report.apps:
-            if not app.ok:
-                error = (app.errors[0] if app.errors else "no detail")[:MAX_ERROR_CHARS]
-                failed = f"{app.windows_failed} of {app.windows} window(s)"
-                message = f"Amplify collection of {app.app} failed for {failed}: {error}"
-                self.note("collection_failed", "error", message, app=app.app)
+        for app, message in report.failures():
+            self.note("collection_failed", "error", shortened(message, MAX_ERROR_CHARS), app=app)
 
     def on_rule_run(self, rule: Any, record: Any) -> None:
         pass  # a failing rule raises its own alert (rules/scheduler.py)

@@ -24,12 +24,14 @@ from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.lake.layout import amplify_access_key
 from loglake.lake.manifest import LakeFile, add_files
-from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStoreError
+from loglake.store.base import StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import USER_AGENTS, access_log, varied_requests
 from tests.amplify.server import FakeAmplify, FakeApp
 from tests.amplify.test_collector import DANSE, HORIZON, ms
 from tests.conftest import asgi_client, free_port, key_for, run_cli, threads_waiting_for_a_fifo_writer
+from tests.test_self_events import _fill, _fired
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -440,6 +442,79 @@ def test_the_schedule_runs_the_collection_when_its_time_comes(amplify: FakeAmpli
                 pass
     finally:
         store.close()
+
+
+class ListDeniedLake(LocalObjectStore):
+    """A lake whose listing is refused (an S3 policy without s3:ListBucket): a run's expiry, after its apps, fails."""
+
+    def list(self, prefix: str = ""):
+        raise ObjectStoreError(f"cannot list {prefix}: AccessDenied")
+
+
+def scheduled_app(amplify: FakeAmplify, tmp_path: Path, now: list[float]) -> LoglakeApp:
+    """A server's app collecting on its schedule (weekly, Monday 01:00) into a lake that refuses listings."""
+    serve_week(amplify)
+    config = write_config(tmp_path / "amplify.json", logRetention={"days": 14})
+    settings = Settings(data_dir=tmp_path / "data", access_log="off", amplify_config=str(config))
+    app = LoglakeApp.from_settings(settings, clock=lambda: now[0])
+    assert app.runtime.collector is not None
+    app.runtime.collector.lake = ListDeniedLake(tmp_path / "data" / "lake")
+    return app
+
+
+async def test_a_scheduled_run_that_fails_as_a_whole_is_recorded_as_its_apps_failures(
+    amplify: FakeAmplify, tmp_path: Path
+) -> None:
+    """A collection failing at every run (here after collecting, as it expired old exports) only set /healthz's
+    last_error: no collection_failed event, so the starter rule "Amplify log collection failing" never fired, and
+    no run report, so `amplify status` and the UI showed the last good run."""
+    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]
+    app = scheduled_app(amplify, tmp_path, now)
+    try:
+        schedule, events = app.runtime.amplify, app.runtime.self_events
+        assert schedule is not None and events is not None
+        now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
+        assert schedule.tick() is None and "ObjectStoreError: cannot list" in schedule.last_error
+        assert schedule.status()["last_run"]["ok"] is False
+        assert events.write() == 2  # one per app
+        fired = _fired(app, int(now[0] * 1000) - 300_000, int(now[0] * 1000) + 60_000)
+        assert {
+            f"Amplify logs of {name} are not being collected" for name in ("danse_tech", "digital_horizon")
+        } <= fired
+        async with asgi_client(app, key_for(app, "read", "reader")) as client:
+            (run,) = (await client.get("/amplify/status")).json()["runs"]
+        assert run["ok"] is False and run["error"].startswith("ObjectStoreError: cannot list")
+    finally:
+        app.close()
+    status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "data"))
+    assert "FAILED" in status.stdout and "  the whole run: ObjectStoreError: cannot list" in status.stdout
+
+
+def test_a_failed_run_the_store_cannot_record_is_told_once_and_recorded_when_it_can(
+    amplify: FakeAmplify, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]
+    app = scheduled_app(amplify, tmp_path, now)
+    try:
+        schedule, events = app.runtime.amplify, app.runtime.self_events
+        assert schedule is not None and events is not None
+        _fill(app)  # the store is full: it refuses writes, the run's report of its failure too
+        filler = "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (0, 0, ?)"
+        with pytest.raises(StoreUnavailable):  # (the table of run reports has room left in its pages: fill it)
+            for _ in range(1000):
+                app.store.in_write_transaction(lambda conn: conn.execute(filler, ("x" * 500,))).result()
+        for monday in (9, 16):
+            now[0] = datetime(2026, 11, monday, 1, 0, 30, tzinfo=UTC).timestamp()
+            assert schedule.tick() is None and schedule.last_error is not None  # the schedule goes on
+        told = [r for r in caplog.records if r.getMessage().startswith("recording a failed Amplify collection")]
+        assert len(told) == 1 and told[0].exc_info is not None and told[0].exc_info[0] is StoreUnavailable
+        assert events.write() == 0  # kept for when the store takes writes
+        app.store.set_max_size(0)
+        assert events.write() == 2
+        fired = _fired(app, int(now[0] * 1000) - 300_000, int(now[0] * 1000) + 60_000)
+        assert "Amplify logs of danse_tech are not being collected" in fired
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize(

@@ -182,12 +182,22 @@ class Collector:
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
             report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
         report.expired_partitions, report.expired_exports = self.expire()
-        finished_ms = int(self.clock() * 1000)
+        finished_ms = self._now_ms()
         report.finished = iso_utc(from_ms(finished_ms))
+        self.store_report(report, started_ms, finished_ms)
+        return report
+
+    def failed_run(self, started_ms: int, finished_ms: int, error: str) -> RunReport:
+        """The report of a run of every app that failed as a whole, raising `error`."""
+        apps = [AppReport(a.app_name) for a in self.config.apps]
+        return RunReport(iso_utc(from_ms(started_ms)), iso_utc(from_ms(finished_ms)), apps, error=error)
+
+    def store_report(self, report: RunReport, started_ms: int, finished_ms: int) -> None:
+        """Keep a run's report in hot.db (`loglake amplify status`, GET /amplify/status)."""
         document = json.dumps(report.to_dict())
         kept_from_ms = epoch_ms(self.retention_start())
 
-        def store_report(conn: sqlite3.Connection) -> None:
+        def store(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (?, ?, ?)",
                 (started_ms, finished_ms, document),
@@ -195,8 +205,7 @@ class Collector:
             # reports go with the logs they were about (an hourly schedule writes 8,760 a year)
             conn.execute("DELETE FROM amplify_runs WHERE finished_ms < ?", (kept_from_ms,))
 
-        self.store.in_write_transaction(store_report).result()
-        return report
+        self.store.in_write_transaction(store).result()
 
     def expire(self) -> tuple[int, int]:
         """Drop what is older than logRetention.days for the configured apps: whole (app, date)

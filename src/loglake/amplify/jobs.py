@@ -17,6 +17,7 @@ from loglake.amplify.collector import Collector
 from loglake.amplify.config import AmplifyConfig, Schedule
 from loglake.amplify.run_reports import RunReport, iso_utc
 from loglake.config import ConfigError, Settings
+from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.locks import exclusive_lock
 
 log = logging.getLogger("loglake.amplify")
@@ -81,6 +82,7 @@ class AmplifySchedule:
         self.last_report: RunReport | None = None
         self.last_error: str | None = None
         self.running = False
+        self._unrecorded = RepeatedFailures(log, "recording a failed Amplify collection")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-amplify-schedule", daemon=True)
 
@@ -97,6 +99,7 @@ class AmplifySchedule:
         if self._now() < self.next_run:
             return None
         self.running = True
+        started_ms = int(self.clock() * 1000)
         try:
             with collection_lock(self.data_dir):
                 report = self.collector.run()
@@ -109,10 +112,25 @@ class AmplifySchedule:
         except Exception as e:  # the schedule goes on; the error shows in /healthz and the log
             log.exception("Amplify collection failed")
             self.last_error = f"{type(e).__name__}: {e}"
+            self._failed(started_ms, self.last_error)
             return None
         finally:
             self.running = False
             self.next_run = self.schedule.next_run(self._now())
+
+    def _failed(self, started_ms: int, error: str) -> None:
+        """Report a run that failed as a whole as a run whose every app failed, as a failed window is reported:
+        to `on_report` (loglake's own `collection_failed` events, which the starter rule "Amplify log collection
+        failing" reads) and stored with the other runs. A collector failing at every run alerted nobody."""
+        now_ms = int(self.clock() * 1000)
+        self.last_report = report = self.collector.failed_run(started_ms, now_ms, error)
+        try:
+            self.on_report(report)  # first: loglake's own events keep what a store that is down refuses, for later
+            self.collector.store_report(report, started_ms, now_ms)
+        except Exception as e:  # (the store is down too: said once, not at each run, and the schedule goes on)
+            self._unrecorded.failed(e, (self.schedule.next_run(self._now()) - self._now()).total_seconds())
+        else:
+            self._unrecorded.succeeded()
 
     def status(self) -> dict[str, Any]:
         last = self.last_report

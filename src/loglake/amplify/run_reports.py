@@ -39,16 +39,35 @@ class RunReport:
     apps: list[AppReport] = field(default_factory=list)
     expired_partitions: int = 0  # amplify_access (app, date) partitions past logRetention.days
     expired_exports: int = 0
+    # Why the run failed as a whole (the collector raised: expiring, storing its report, a store that is down), as
+    # the server's schedule reports it; every app of the run counts as failed.
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return all(a.ok for a in self.apps)
+        return self.error is None and all(a.ok for a in self.apps)
+
+    def failures(self) -> list[tuple[str, str]]:
+        """Each app whose collection failed in this run, with why in a sentence (loglake's own `collection_failed`
+        events, which the starter rule "Amplify log collection failing" reads)."""
+        if self.error is not None:
+            return [(a.app, f"Amplify collection of {a.app} failed for the whole run: {self.error}") for a in self.apps]
+        return [
+            (
+                a.app,
+                f"Amplify collection of {a.app} failed for {a.windows_failed} of {a.windows} window(s): "
+                f"{a.errors[0] if a.errors else 'no detail'}",
+            )
+            for a in self.apps
+            if not a.ok
+        ]
 
     def to_dict(self) -> dict:
         return {
             "started": self.started,
             "finished": self.finished,
             "ok": self.ok,
+            "error": self.error,
             "apps": [asdict(a) for a in self.apps],
         }
 

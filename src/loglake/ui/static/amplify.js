@@ -57,7 +57,7 @@ function runsTable(runs) {
     h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
       : run.apps.map((a) => h("tr", {}, h("td", { text: formatTime(Date.parse(run.started)) }), h("td", { text: a.app }),
         h("td", { text: `${a.windows_ok} / ${a.windows_failed}` }), h("td", { class: "num", text: a.rows.toLocaleString() }),
-        h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: a.errors.length ? "error" : "", text: a.errors.join("; ") }))))))));
+        h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: run.error || a.errors.length ? "error" : "", text: [run.error, ...a.errors].filter(Boolean).join("; ") }))))))));
 }
 
 async function loadReports(box, app, range) {
