@@ -440,6 +440,11 @@ def test_the_schedule_runs_the_collection_when_its_time_comes(amplify: FakeAmpli
             assert schedule.tick() is None and "another Amplify collection is running" in schedule.last_error
             with pytest.raises(CollectionBusy), collection_lock(tmp_path / "data"):
                 pass
+        # the scheduled run waits for it, a minute at a time, not for the next week
+        assert schedule.next_run == datetime(2026, 11, 16, 1, 1, 30, tzinfo=UTC)
+        now[0] = datetime(2026, 11, 16, 1, 1, 30, tzinfo=UTC).timestamp()
+        assert schedule.tick() is not None and schedule.last_error is None
+        assert schedule.next_run == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     finally:
         store.close()
 

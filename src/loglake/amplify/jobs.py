@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from loglake.locks import exclusive_lock
 
 log = logging.getLogger("loglake.amplify")
 LOCK_FILE = "amplify.lock"
+BUSY_RETRY = timedelta(minutes=1)  # how soon a scheduled run that found another collection running tries again
 
 
 class CollectionBusy(Exception):
@@ -98,7 +99,7 @@ class AmplifySchedule:
         """Run the collection if its time has come; returns its report."""
         if self._now() < self.next_run:
             return None
-        self.running = True
+        self.running, busy = True, False
         started_ms = int(self.clock() * 1000)
         try:
             with collection_lock(self.data_dir):
@@ -107,7 +108,7 @@ class AmplifySchedule:
             self.on_report(report)
             return report
         except CollectionBusy as e:
-            self.last_error = str(e)
+            self.last_error, busy = str(e), True
             return None
         except Exception as e:  # the schedule goes on; the error shows in /healthz and the log
             log.exception("Amplify collection failed")
@@ -116,7 +117,10 @@ class AmplifySchedule:
             return None
         finally:
             self.running = False
-            self.next_run = self.schedule.next_run(self._now())
+            # A collection by hand holding the data dir (`amplify collect --app`, `amplify import`) delays this run, a
+            # minute at a time: it skipped it, leaving the apps uncollected until the next scheduled time, a week later.
+            now = self._now()
+            self.next_run = now + BUSY_RETRY if busy else self.schedule.next_run(now)
 
     def _failed(self, started_ms: int, error: str) -> None:
         """Report a run that failed as a whole as a run whose every app failed, as a failed window is reported:
