@@ -65,9 +65,7 @@ def test_connections_past_the_bound_are_closed_and_the_server_keeps_working(tmp_
         for sock in flood:
             sock.close()
         server.stop()
-    said = [line for line in log.read_text().splitlines() if "HTTP connections, the most it may" in line]
-    assert len(said) == 1 and f"holds {most} HTTP connections" in said[0], said  # (once, not each refused)
-    assert "Too many open files" not in log.read_text()
+    _refusals_said_once(log, "HTTP", most)
 
 
 def test_syslog_connections_past_their_share_are_closed_and_the_server_keeps_working(tmp_path: Path) -> None:
@@ -112,8 +110,14 @@ def test_syslog_connections_past_their_share_are_closed_and_the_server_keeps_wor
         for sock in flood:
             sock.close()
         server.stop()
-    said = [line for line in log.read_text().splitlines() if "syslog connections, the most it may" in line]
-    assert len(said) == 1 and f"holds {most} syslog connections" in said[0], said  # (once, not each refused)
+    _refusals_said_once(log, "syslog", most)
+
+
+def _refusals_said_once(log: Path, what: str, most: int) -> None:
+    """The server's log said once (not at each refused connection) that it held the most `what` connections it
+    may, and none of its own files failed for want of a descriptor."""
+    said = [line for line in log.read_text().splitlines() if f"{what} connections, the most it may" in line]
+    assert len(said) == 1 and f"holds {most} {what} connections" in said[0], said
     assert "Too many open files" not in log.read_text()
 
 
