@@ -426,6 +426,18 @@ def test_an_alerts_title_wraps_between_words_on_a_phone(page, loglake):
     assert no_horizontal_scroll(page)
 
 
+def test_an_alert_titled_with_a_long_word_is_wrapped_on_its_page(page, loglake):
+    """A UI trial: a rule titling its alerts with a group value ("login failed for {user}") and a value with no
+    space in it (a token, a user agent, a URL) made the alert's heading one line thousands of pixels wide, and
+    its whole page scrolled sideways."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="login failed for u" + "Z" * 400)
+    sign_in(page, loglake)
+    page.goto(loglake.url + f"/ui/alerts/{alert_id}")
+    page.locator(".deliveries p:not(.progress)").wait_for()
+    assert no_horizontal_scroll(page)
+
+
 def test_a_column_inserted_after_a_word_gets_a_space(page, loglake):
     """A UI trial: a column clicked in the Tables panel after `'2026-12-05'` made `'2026-12-05'log_id`."""
     sign_in(page, loglake)
