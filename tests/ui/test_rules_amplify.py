@@ -91,6 +91,24 @@ def test_a_backtest_asked_for_again_is_the_one_shown(page, loglake):
     assert heading.inner_text().endswith("over 1,440 windows")
 
 
+@pytest.mark.parametrize("rules_page", ["/rules", "/rules/4d2db06a-8553-43fd-86ab-1c8def4e486d"])
+def test_a_rules_page_left_before_its_answer_came_is_not_drawn_over_the_next(page, loglake, rules_page):
+    """A UI trial: the rules list's (or a rule's) answer, slow to come, was drawn when it came over the page gone to
+    meanwhile: the address and the navigation said Alerts, the page showed the rules."""
+    held = []  # the rules' answer, held as a slow server holds it
+    page.route(lambda url: url == loglake.url + rules_page, lambda route: held.append(route))
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui" + rules_page)
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_role("heading", name="Alerts").wait_for()
+    with contextlib.suppress(PlaywrightError):  # (the page gave it up: nothing to answer)
+        held[0].continue_()
+    page.wait_for_timeout(1000)
+    assert page.locator("main h1").all_inner_texts() == ["Alerts"]
+
+
 def test_an_apps_reports_and_the_collection(page, loglake):
     sign_in(page, loglake)
     page.get_by_role("link", name="Amplify").click()

@@ -5,13 +5,12 @@ import { stackedBars } from "./chart.js";
 import { counted, formatTime, h, link, replace, warningsList } from "./dom.js";
 
 export function render(main, context) {
-  if (!context.item) {
-    drawList(main);
-    return null;
-  }
   const left = new AbortController();
-  drawRule(main, context.item, left.signal);
-  return () => left.abort(); // (the page's cleanup: leaving it stops its tests or backtest on the server)
+  if (context.item) drawRule(main, context.item, left.signal);
+  else drawList(main, left.signal);
+  // (the page's cleanup: leaving it stops its tests or backtest on the server, and a page left is not drawn: a slow
+  // answer drew the rules over the page gone to meanwhile, whose address and navigation said Alerts)
+  return () => left.abort();
 }
 
 // Each call's signal, aborting the call before it (and all once the page is left): one backtest, one run of the
@@ -28,10 +27,10 @@ function oneAtATime(left) {
 
 const when = (iso) => (iso ? formatTime(Date.parse(iso)) : "never");
 
-async function drawList(main) {
+async function drawList(main, left) {
   replace(main, h("h1", { text: "Rules" }), h("p", { class: "progress", text: "Loading rules…" }));
   try {
-    const { folder, rules, problems } = await api("/rules");
+    const { folder, rules, problems } = await api("/rules", { signal: left });
     replace(main, h("h1", { text: "Rules" }), h("p", { class: "muted", text: `From ${folder}` }),
       problems.map((p) => h("p", { class: "error-box", text: p })),
       warningsList(rules.flatMap((rule) => rule.warnings)),
@@ -48,14 +47,14 @@ async function drawList(main) {
         : h("div", { class: "empty" }, h("p", { text: "No rules are loaded." }),
           h("p", { class: "muted" }, "Copy the starter pack into the rules folder with ", h("code", { text: "loglake rules init" }), ", or write your own.")));
   } catch (error) {
-    replace(main, h("h1", { text: "Rules" }), errorBox(error, () => drawList(main)));
+    if (error.name !== "AbortError") replace(main, h("h1", { text: "Rules" }), errorBox(error, () => drawList(main, left)));
   }
 }
 
 async function drawRule(main, id, left) {
   replace(main, h("p", {}, link("/ui/rules", "← Rules")), h("p", { class: "progress", text: "Loading the rule…" }));
   try {
-    const rule = await api(`/rules/${encodeURIComponent(id)}`);
+    const rule = await api(`/rules/${encodeURIComponent(id)}`, { signal: left });
     const tests = h("div", { "aria-live": "polite" });
     const backtest = h("div", { "aria-live": "polite" });
     const chosen = backtestPeriod(rule.interval_seconds);
@@ -79,7 +78,7 @@ async function drawRule(main, id, left) {
       h("h2", { text: "SQL of a run" }), h("pre", { class: "plan", tabindex: "0", text: rule.sql }),
       h("h2", { text: "Source" }), h("pre", { class: "plan", tabindex: "0", text: rule.source }));
   } catch (error) {
-    replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id, left)));
+    if (error.name !== "AbortError") replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id, left)));
   }
 }
 
