@@ -525,6 +525,23 @@ def test_an_acknowledge_the_server_did_not_answer_can_be_sent_again(page, loglak
     page.get_by_text("acknowledged by admin").wait_for()
 
 
+def test_acknowledge_and_resolve_by_keyboard_keep_the_focus_on_the_alert(page, loglake):
+    """A UI trial: the alert drawn again after Acknowledge took its button away and left the focus on the page's
+    body, so the keyboard's next Tab started again from the top of the page (the skip link, the navigation)."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="Keyboard only", level="high")
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    heading = page.get_by_role("heading", name="Keyboard only")
+    for action, said in (("Acknowledge", "acknowledged by admin"), ("Resolve", "resolved by admin")):
+        page.get_by_role("button", name=action).focus()
+        page.keyboard.press("Enter")
+        page.get_by_text(said).wait_for()
+        assert heading.evaluate("h1 => document.activeElement === h1")
+        page.keyboard.press("Tab")  # on to what follows the heading: the alert's rule
+        assert page.evaluate("document.activeElement.textContent") == "Repeated authentication failures"
+
+
 def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake):
     """A double click on Acknowledge sent it twice: the second's 409 drew the alert again under "already
     acknowledged by admin ... The alert is shown as it is now", as if someone else had changed it."""

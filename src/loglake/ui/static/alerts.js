@@ -122,12 +122,15 @@ function drawAlert(main, { item, allows, navigate }) {
   const box = h("div", {}, h("p", { class: "progress", text: "Loading the alert…" }));
   replace(main, h("p", {}, link(listShown, "← Alerts")), box);
   load();
-  // (notice: why it was drawn again, said above it; unsent: the note of a change refused meanwhile, kept: it was lost)
-  async function load(notice, unsent = "") {
+  // (notice: why it was drawn again, said above it; unsent: the note of a change refused meanwhile, kept: it was lost;
+  // changed: drawn again after a change, whose button is gone: the focus goes to the alert's heading, where it was left
+  // on the page's body and a keyboard's next Tab started again from the top of the page)
+  async function load(notice, unsent = "", changed = false) {
     try {
       const alert = await api(`/alerts/${encodeURIComponent(item)}`, { asSent: true }); // (its evidence's records)
       const said = notice && unsent ? `${notice} Your note was not sent: “${unsent}”` : notice;
       replace(box, said ? h("p", { class: "error", role: "status", text: said }) : null, ...alertView(alert, allows, load, navigate, unsent));
+      if (changed) box.querySelector("h1").focus();
       loadDeliveries(box.querySelector(".deliveries"), alert.id, allows("alerts"));
     } catch (error) {
       replace(box, errorBox(error, load));
@@ -144,7 +147,7 @@ function alertView(alert, allows, reload, navigate, unsent) {
   const state = { q: "", range: "", tz: timeZone() };
   const go = (changes) => navigate(exploreHref({ ...state, ...aroundMoment(at), ...changes }));
   return [
-    h("h1", {}, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),
+    h("h1", { tabindex: "-1" }, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),
     h("dl", { class: "facts" },
       fact("Status", alert.status + (alert.status_change ? ` by ${alert.status_change.by} at ${formatTime(Date.parse(alert.status_change.at))}` : "")),
       alert.status_change?.note ? fact("Note", alert.status_change.note) : null,
@@ -253,12 +256,12 @@ function statusChange(alert, reload, unsent) {
     try {
       await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: note.value ? { note: note.value } : {} });
       keepNote(alert.id, "");
-      reload();
+      reload("", "", true);
     } catch (error) {
       for (const control of [note, ...buttons]) control.disabled = false;
       // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
       // status and buttons under the error)
-      if (error.status === 409) reload(`${timesShown(error.message)}. The alert is shown as it is now.`, note.value);
+      if (error.status === 409) reload(`${timesShown(error.message)}. The alert is shown as it is now.`, note.value, true);
       // (a change is sent again when asked, not by itself as the pages' reads are: the server may have made it)
       else replace(message, errorBox(error, change(action), "Retry sends the change again."));
     }
