@@ -29,6 +29,7 @@ from tests.ui.conftest import no_horizontal_scroll, raise_alert, screenshot, sig
 
 pytestmark = pytest.mark.e2e
 
+CRITICAL_RULE_ID = "4d2db06a-8553-43fd-86ab-1c8def4e486d"  # (tests.ui.conftest's CRITICAL_RULE)
 SQL = "SELECT service, count(*) AS n, NULL AS nothing, 'a,\"b\"' AS odd FROM logs GROUP BY service ORDER BY service"
 
 
@@ -523,6 +524,23 @@ def test_an_acknowledge_the_server_did_not_answer_can_be_sent_again(page, loglak
     page.unroute("**/acknowledge")
     page.get_by_role("button", name="Retry").click()
     page.get_by_text("acknowledged by admin").wait_for()
+
+
+def test_a_rule_filter_given_as_the_start_of_its_id_or_its_file_name_is_named_by_the_rules_title(page, loglake):
+    """A UI trial: /ui/alerts?rule=4d2db06a (as `loglake rules` and GET /alerts take a rule) listed the rule's alerts
+    under a button saying "Rule 4d2db06a ✕": only a whole id found the rule's title."""
+    raise_alert(
+        loglake,
+        id=str(uuid.uuid4()),
+        title="Critical record in ledger",
+        rule_id=CRITICAL_RULE_ID,
+        rule_title="Critical record",
+    )
+    sign_in(page, loglake)
+    for rule in (CRITICAL_RULE_ID[:8], "app-critical-record", CRITICAL_RULE_ID):
+        page.goto(f"{loglake.url}/ui/alerts?rule={rule}")
+        page.locator("table.list tbody tr", has_text="Critical record in ledger").wait_for()
+        assert page.locator("#rule-filter").inner_text() == "Rule: Critical record ✕"
 
 
 def test_acknowledge_and_resolve_by_keyboard_keep_the_focus_on_the_alert(page, loglake):

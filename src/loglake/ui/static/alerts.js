@@ -48,8 +48,10 @@ function drawList(main, { params, navigate }, signal) {
       const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN }, signal });
       chips(statusChips, "status", STATUSES, answer.counts.status || {}, filters, go);
       chips(levelChips, "level", LEVELS, answer.counts.level || {}, filters, go);
-      const ruleTitle = answer.alerts.find((alert) => alert.rule_id === filters.rule)?.rule_title;
-      if (ruleTitle) replace(ruleButton, `Rule: ${ruleTitle} ✕`); // (its id said nothing)
+      // (its id said nothing; the filter may be the start of an id or a rule file's name, which the server takes as
+      // the one rule it names: every alert answered is that rule's, where only a whole id found its title)
+      const ruleTitle = filters.rule ? answer.alerts[0]?.rule_title : null;
+      if (ruleTitle) replace(ruleButton, `Rule: ${ruleTitle} ✕`);
       if (!answer.alerts.length) {
         replace(box, h("div", { class: "empty" }, h("p", { text: filters.status || filters.level || filters.rule || filters.q
           ? "No alert matches these filters." : "No alerts: no rule has matched yet." }),
