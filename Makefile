@@ -7,7 +7,7 @@ ARGS ?=
 .PHONY: run test lint synth bench-deps clean system-packages
 
 # Debian packages the tests drive for real (browser, syslog senders). One list; `make test` installs what is missing.
-DEBIAN_TEST_PACKAGES ?= bsdutils rsyslog rsyslog-gnutls chromium
+DEBIAN_TEST_PACKAGES ?= bsdutils iproute2 rsyslog rsyslog-gnutls chromium
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("loglake needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -21,7 +23,7 @@ import pytest
 from loglake.config import ConfigError
 from loglake.config_load import load_settings
 from loglake.protocols import syslog_commits, syslog_streams
-from loglake.protocols.syslog import WARNING_SECONDS, SyslogListeners
+from loglake.protocols.syslog import LISTEN_BACKLOG, WARNING_SECONDS, SyslogListeners
 from loglake.protocols.syslog_commits import Allowance, SyslogTally
 from loglake.runtime import Runtime
 from loglake.store.base import RecentQuery
@@ -473,3 +475,14 @@ def test_a_connection_whose_sender_vanished_is_closed_and_its_place_taken(
 
 
 TCP_REPAIR = 19  # (linux/tcp.h; Python does not name it)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_tcp_listener_queues_its_backlog_of_connections_not_asyncio_s_default(listening) -> None:
+    """The socket listened with LISTEN_BACKLOG, then the event loop's create_server listened anew with its default,
+    100: senders reconnecting at once past that were refused by the kernel."""
+    syslog = listening()
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{syslog.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown[0] == "LISTEN" and int(shown[2]) == LISTEN_BACKLOG, shown  # (Send-Q: a listener's backlog)

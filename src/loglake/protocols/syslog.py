@@ -60,6 +60,9 @@ WARNING_SECONDS = 60.0
 # hours (syslog_streams.HANDSHAKE_SECONDS); and a probe each quiet while keeps a NAT's state for the connection.
 KEEPALIVE_SECONDS = 15
 KEEPALIVE_PROBES = 9
+# Connections the TCP and TLS listeners' kernel queue holds before they are accepted (many senders reconnecting at
+# once, after a restart of the server or of a relay).
+LISTEN_BACKLOG = 512
 _log = logging.getLogger("loglake.syslog")
 
 
@@ -193,7 +196,8 @@ class SyslogListeners:
                 else:
                     kinds = TlsStream if kind == "tls" else Stream
                     stream = functools.partial(kinds, self, batcher, self.allowances[kind])
-                    servers.append(await loop.create_server(stream, sock=sock))
+                    # (its backlog again: create_server listens anew, with 100 unless told)
+                    servers.append(await loop.create_server(stream, sock=sock, backlog=LISTEN_BACKLOG))
         finally:
             started.set()
         await self._stopped.wait()
@@ -319,7 +323,7 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
             _keep_alive(sock)  # (the connections it accepts inherit it)
         sock.bind((host, port))
         if kind == socket.SOCK_STREAM:
-            sock.listen(512)
+            sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
