@@ -142,7 +142,7 @@ class Sender:
         while batch:
             body = gzip.compress(b"\n".join(line for _, line in batch), compresslevel=1)
             try:
-                self._backoff.run(functools.partial(self._post, body))
+                self._backoff.run(functools.partial(self._post, body, len(batch)))
             except _Refused as refused:
                 if not refused.indexes and refused.answer.status_code == 413 and len(batch) > 1:
                     # Over a server's smaller limits (records or bytes a request): halved until each part
@@ -170,7 +170,7 @@ class Sender:
                     self.counters.add("errors")
             return
 
-    def _post(self, body: bytes) -> None:
+    def _post(self, body: bytes, count: int) -> None:
         headers = {"content-type": "application/x-ndjson", "content-encoding": "gzip"}
         try:
             answer = self._http.post(self.url + "/logs", content=body, headers=headers)
@@ -185,7 +185,7 @@ class Sender:
         if status in _RETRY_STATUSES or status >= 500 or status in (401, 403):
             error = httpx.HTTPStatusError(f"HTTP {status}", request=answer.request, response=answer)
             self._failed(error, retry_after_seconds(answer.headers.get("retry-after"), time.time()))
-        raise _Refused(_refused_indexes(answer), answer)
+        raise _Refused(_refused_indexes(answer, count), answer)
 
     def _say_key_refused(self, answer: httpx.Response) -> None:
         if self._key_refused:
@@ -252,13 +252,16 @@ def _refusal(answer: httpx.Response) -> str:
         return f"HTTP {answer.status_code}: {_reason(answer)}"
 
 
-def _refused_indexes(answer: httpx.Response) -> set[int]:
-    """The records a 400 named (all of the batch when it names none)."""
+def _refused_indexes(answer: httpx.Response, count: int) -> set[int]:
+    """The records of a batch of `count` a 400 named (all of the batch when it names none). An answer naming no
+    record of the batch (not loglake's: a proxy's) names none: left in the batch, it was sent again at once for
+    ever, the 400 counting it rejected each time (as shipping._refused_records)."""
     try:
         details = answer.json()["error"]["details"]
-        return {d["index"] for d in details if d.get("index", -1) >= 0}
+        indexes = {d.get("index") if isinstance(d, dict) else None for d in details}
     except (ValueError, KeyError, TypeError):
         return set()
+    return {index for index in indexes if type(index) is int and 0 <= index < count}
 
 
 def auth(api_key: str | None, sigv4_region: str | None, credentials: Any) -> httpx.Auth | None:

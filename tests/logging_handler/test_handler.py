@@ -319,6 +319,31 @@ def test_records_refused_when_all_else_was_delivered_are_said_at_close(server, k
     assert "the last refusal: HTTP 400: timestamp" in said[0], said
 
 
+def test_a_400_naming_no_record_of_the_batch_refuses_it_once_not_again_and_again(make_handler, proxy) -> None:
+    """A 400 (a proxy's, not loglake's) whose details named an index outside the batch left every record in it:
+    the batch was sent again at once, for ever (hundreds of requests a second), each answer counted as rejected."""
+    script = proxy([])
+
+    class NamesAnIndexOutside(_Proxy):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.server.seen.append(400)
+            body = json.dumps({"error": {"message": "invalid", "details": [{"index": 99, "reason": "?"}, "?"]}})
+            self.send_response(400)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    script.RequestHandlerClass = NamesAnIndexOutside
+    handler = make_handler(url=script.url, service="outside")
+    logger = a_logger("outside", handler)
+    for n in range(3):
+        logger.info("record %d", n)
+    assert handler.flush()
+    assert (script.seen, handler.rejected, handler.sent) == ([400], 3, 0)
+
+
 def test_a_batch_over_a_servers_smaller_request_limits_is_split_not_refused(tmp_path, capfd) -> None:
     """A server started with --max-records or --max-body-bytes below the handler's batch answered each batch 413,
     and every record of it was counted as rejected and lost, though each fitted alone (a new-user trial);
