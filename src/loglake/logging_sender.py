@@ -303,7 +303,13 @@ class _SigV4(httpx.Auth):
         for name in ("content-type", "content-encoding"):
             if name in request.headers:
                 signed.headers[name] = request.headers[name]
-        SigV4Auth(self.credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(signed)
+        try:
+            credentials = self.credentials.get_frozen_credentials()
+        except Exception as e:
+            # botocore could not refresh them (a role's credentials endpoint timed out, say): an attempt that failed,
+            # tried again as a server that cannot be reached is, not an error that lost the batch without a word.
+            raise httpx.TransportError(f"no AWS credentials to sign with: {type(e).__name__}: {e}") from e
+        SigV4Auth(credentials, "execute-api", self.region).add_auth(signed)
         for name, value in signed.headers.items():
             request.headers[name] = value
         yield request

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, RefreshableCredentials
 from opentelemetry.sdk.trace import TracerProvider
 
 from loglake.logging import LoglakeHandler
@@ -128,6 +129,30 @@ def test_sigv4_with_botocore_credentials(server, make_handler, key, source, monk
     assert handler.flush()
     assert [log["message"] for log in stored(server, key, name)] == ["signed with SigV4"]
     assert handler.failed_attempts == 0
+
+
+def test_sigv4_credentials_that_fail_to_refresh_are_retried_not_the_batch_lost(server, make_handler, key) -> None:
+    """botocore raises when it cannot refresh expired credentials (a role's endpoint timing out): that escaped the
+    sender, its batch was lost without being counted or said at close, and a flush waited its whole timeout."""
+    created = run_cli(
+        "keys", "create", "--name", "sdk-refresh", "--scopes", "ingest", "--sigv4", "--data-dir", str(server.data_dir)
+    )
+    access_key_id, secret = created.stdout.split()
+    refreshes: list[int] = []
+
+    def refresh() -> dict[str, str]:
+        refreshes.append(1)
+        if len(refreshes) == 1:
+            raise RuntimeError("the credentials endpoint timed out")
+        expiry = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        return {"access_key": access_key_id, "secret_key": secret, "token": "", "expiry_time": expiry}
+
+    credentials = RefreshableCredentials(access_key_id, secret, "", datetime.now(UTC), refresh, "test")
+    handler = make_handler(api_key=None, sigv4_region="us-east-1", credentials=credentials, service="sdk-refresh")
+    a_logger("sdk-refresh", handler).info("signed once it could be")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "sdk-refresh")] == ["signed once it could be"]
+    assert (handler.sent, handler.failed_attempts, handler.errors) == (1, 1, 0)
 
 
 def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_handler, key, capfd) -> None:
