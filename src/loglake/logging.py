@@ -30,7 +30,8 @@ Mapping: the log message (its `%` arguments applied as at the call: arguments th
 afterwards, anything but str, numbers, bool, None and bytes, are applied at the call) → `message`; the
 level → `severity` (CRITICAL, ERROR, WARNING, INFO, and DEBUG or below); the record's creation time →
 `timestamp`; the `service` of the handler → `service`; `attributes`: the logger's name as `logger`, a
-logged exception as `exception` (`type`, `message`, `traceback`), and the `extra=` fields (values JSON
+logged exception as `exception` (`type`, `message`, `traceback`), a `stack_info=True` call's stack as `stack`
+(structlog's StackInfoRenderer's key), and the `extra=` fields (values JSON
 cannot hold as their `str()`); `trace_id` and `span_id`: the OpenTelemetry span's current at the call, or
 `extra=` ids (logging_lines.take_trace_ids). A record is made to fit the server's limits as `loglake send`
 fits a line (record_fit): nothing is dropped, what is cut is marked. As with the standard library's QueueHandler, an

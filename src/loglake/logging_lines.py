@@ -3,8 +3,9 @@
 A log call captures what it must at once and nothing more (loglake.logging): a LogRecord's fields as a
 dict, or a structlog event as an `Event`. The message is formatted here, on the handler's thread, when
 its arguments are plain values (a str, a number...) that cannot change meanwhile; the handler formats
-others at the call. Here too come the id, the exception's traceback, the `extra=` fields and the fit to
-the server's limits (record_fit, as `loglake send` fits a line): nothing is dropped, what is cut is marked.
+others at the call. Here too come the id, the exception's traceback, a stack_info=True call's stack, the `extra=`
+fields and the fit to the server's limits (record_fit, as `loglake send` fits a line): nothing is dropped, what is
+cut is marked.
 """
 
 from __future__ import annotations
@@ -101,21 +102,25 @@ class LineMaker:
             created, level, logger = entry["created"], entry["levelno"], entry["name"]
             exc_info = entry["exc_info"]
             exception = exception_of(exc_info) if exc_info and exc_info[1] is not None else None
+            stack = entry["stack_info"]  # a stack_info=True call's (a record field: never one of the extra= fields)
             extra_names = [name for name in entry if name not in RECORD_FIELDS]  # in the caller's order
             extra = {name: entry[name] for name in extra_names} if extra_names else None
         else:
             created, level, logger, message, extra, exception = entry  # type: ignore[misc]
+            stack = None  # (structlog's StackInfoRenderer makes its own `stack` key, an attribute as any other)
         ids = take_trace_ids(extra) if extra else {}
         if extra:
             extra = {name: _bytes_as_text(value) for name, value in extra.items()}
-        # The logger and the exception first: attributes beyond the limits overflow from the last.
-        attributes: dict[str, Any] = {"logger": logger}
+        # The logger, the exception and the stack first: attributes beyond the limits overflow from the last.
+        logged: dict[str, Any] = {}  # what the call logged besides extra=, rather than an extra of its name
         if exception is not None:
-            attributes["exception"] = exception
+            logged["exception"] = exception
+        if stack:
+            logged["stack"] = stack
+        attributes: dict[str, Any] = {"logger": logger} | logged
         if extra:
             attributes |= extra
-            if exception is not None:
-                attributes["exception"] = exception  # the exception logged, rather than an extra of its name
+            attributes |= logged
         timestamp = int(created * 1000)
         record_id = format_uuid(uuid7_bytes(timestamp))
         try:

@@ -65,6 +65,21 @@ def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handl
     assert handler.sent == 6 and handler.dropped == handler.rejected == handler.errors == 0
 
 
+def test_a_stack_info_call_keeps_its_stack(server, key, make_handler) -> None:
+    """`stack_info=True` (a record's stack_info, which every Formatter prints) was a record field like any other
+    and left out of the record: what the call asked to log was lost."""
+    handler = make_handler(service="stacks")
+    logger = a_logger("stacks", handler)
+    logger.warning("how did we get here", stack_info=True, extra={"stack": "an extra of the name", "n": 1})
+    logger.info("no stack")
+    assert handler.flush()
+    logs = stored(server, key, "stacks")
+    stack = logs[0]["attributes"]["stack"]
+    assert stack.startswith("Stack (most recent call last):") and "test_a_stack_info_call_keeps_its_stack" in stack
+    assert list(logs[0]["attributes"]) == ["logger", "stack", "n"]
+    assert logs[1]["attributes"] == {"logger": "stacks"}
+
+
 def test_bytes_in_extra_are_their_str_as_in_a_message(server, key, make_handler) -> None:
     """msgspec wrote them as base64 (b"GET /" as "R0VUIC8="), where the handler says values JSON cannot hold are
     their str(), and `%s` shows bytes so in the message (the logging-handler trial)."""
