@@ -191,10 +191,14 @@ class Sender:
         if self._key_refused:
             return
         self._key_refused = True
+        # A SigV4 key's secret is what botocore finds (api_key is then not used at all).
+        sigv4 = isinstance(self._http.auth, _SigV4)
+        setting = (
+            "the AWS credentials botocore finds (environment, profile, role)" if sigv4 else "api_key (LOGLAKE_API_KEY)"
+        )
         say(
             f"{self.url} refused the API key (HTTP {answer.status_code}: {_reason(answer)}); records stay queued and"
-            " are retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY) and that the key has"
-            " the ingest scope"
+            f" are retried, and dropped once the queue is full: check {setting} and that the key has the ingest scope"
         )
 
     def _say_batch_refused(self, answer: httpx.Response) -> None:

@@ -170,6 +170,21 @@ def test_sigv4_credentials_that_fail_to_refresh_are_retried_not_the_batch_lost(s
     assert (handler.sent, handler.failed_attempts, handler.errors) == (1, 1, 0)
 
 
+def test_a_refused_sigv4_signature_points_at_the_aws_credentials_not_api_key(server, make_handler, capfd) -> None:
+    """A wrong SigV4 secret was told to check api_key (LOGLAKE_API_KEY), a setting a SigV4 handler does not use."""
+    created = run_cli(
+        "keys", "create", "--name", "sdk-wrong", "--scopes", "ingest", "--sigv4", "--data-dir", str(server.data_dir)
+    )
+    access_key_id, _ = created.stdout.split()
+    credentials = Credentials(access_key_id, "not-the-secret")
+    handler = make_handler(sigv4_region="us-east-1", credentials=credentials, service="sdk-wrong", flush_timeout=0.5)
+    a_logger("sdk-wrong", handler).info("never stored")
+    assert handler.flush() is False
+    said = [line for line in capfd.readouterr().err.splitlines() if "refused the API key" in line]
+    assert len(said) == 1, said
+    assert "check the AWS credentials botocore finds" in said[0] and "LOGLAKE_API_KEY" not in said[0], said
+
+
 def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_handler, key, capfd) -> None:
     handler = make_handler(api_key="llk_wrong", service="wrongkey", flush_timeout=0.5)
     a_logger("wrongkey", handler).info("never stored")
