@@ -273,6 +273,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):
         write_rule(folder / "bad", name, text)
     write_rule(folder, "alerting.yml", "destinations: {}\n")  # the routing, not a rule
     write_rule(folder, "notes.txt", "not a rule file")
+    write_rule(folder, ".draft.yml", "not: a rule")  # hidden, as is what hidden folders hold
+    write_rule(folder / ".github" / "workflows", "ci.yml", "name: CI\non: [push]\n")
     twin = GOOD.replace("33333333-4444-4555-8666-777777777777", "33333333-4444-4555-8666-888888888888")
     write_rule(folder / "more", "dup.yaml", twin.replace("title: good", "title: the same id"))
     write_rule(folder / "more", "dup2.yml", twin.replace("title: good", "title: the same id again"))

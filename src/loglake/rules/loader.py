@@ -1,5 +1,6 @@
 """A rules folder as rules and problems: every `*.yml` / `*.yaml` file under it (but `alerting.yml`,
-the routing of alerts, and hidden files) is one rule, Sigma (`detection:` or `correlation:`) or SQL (`query:`).
+the routing of alerts, and hidden files and folders) is one rule, Sigma (`detection:` or `correlation:`)
+or SQL (`query:`).
 
 A file that cannot load gives problems, each naming the file and the field (or line), and never
 keeps the other files from loading. Loading checks everything that can be checked before a run: the
@@ -58,13 +59,17 @@ class RuleSet:
 
 
 def rule_files(path: Path) -> list[Path]:
-    """The rule files of a folder (recursively, in name order), or the file itself."""
+    """The rule files of a folder (recursively, in name order), or the file itself. Hidden files and
+    what hidden folders hold are no rules: a rules folder kept in git has its CI's `.github/workflows/*.yml`."""
     if path.is_file():
         return [path]
     return sorted(
         p
         for p in path.rglob("*")
-        if p.suffix in RULE_SUFFIXES and p.is_file() and p.name != ROUTING_FILE and not p.name.startswith(".")
+        if p.suffix in RULE_SUFFIXES
+        and p.is_file()
+        and p.name != ROUTING_FILE
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
 
 
