@@ -328,6 +328,47 @@ def test_a_field_a_typo_away_from_a_column_is_refused(tmp_path: Path, typo: str,
     ]
 
 
+_CORRELATION_PART = (
+    "---\ntitle: a\nname: a\nlogsource: {product: loglake, service: app_logs}\n"
+    "detection: {sel: {severity: error}, condition: sel}\n"
+)
+_ANOMALY = (
+    "title: quiet\nid: 44444444-5555-4666-8777-888888888886\nlevel: low\ntype: anomaly\nschedule: 1h\n"
+    "metric: {table: logs}\nbaseline: {period: 1d, history: 3d}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "typo", "column"),
+    [
+        (sigma(extra="loglake: {threshold: 5, group_by: [sevice]}"), "loglake.group_by", "sevice", "service"),
+        (
+            "title: c\nid: 44444444-5555-4666-8777-888888888884\nlevel: low\ncorrelation: {type: event_count,"
+            " rules: [a], group-by: [Service], timespan: 5m, condition: {gte: 2}}\n" + _CORRELATION_PART,
+            "correlation.group-by",
+            "Service",
+            "service",
+        ),
+        (
+            "title: c\nid: 44444444-5555-4666-8777-888888888884\nlevel: low\ncorrelation: {type: value_count,"
+            " rules: [a], timespan: 5m, condition: {gte: 2, field: servce}}\n" + _CORRELATION_PART,
+            "correlation.condition.field",
+            "servce",
+            "service",
+        ),
+        (_ANOMALY + "group_by: [sevrity]\n", "group_by", "sevrity", "severity"),
+    ],
+)
+def test_a_group_by_field_a_typo_away_from_a_column_is_refused(
+    tmp_path: Path, text: str, field: str, typo: str, column: str
+) -> None:
+    """As in a selection: read as an attribute no record has, it put every record in no group (or counted no value),
+    so the rule never fired, without a word."""
+    (problem,) = problems_of(tmp_path, text)
+    assert problem.field == field
+    assert f"'{typo}' is no column" in problem.message and f"did you mean the column {column}?" in problem.message
+
+
 def test_a_field_a_fieldref_names_is_checked_as_the_fields_of_the_selection_are(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, sigma("{sel: {message|fieldref: [attributes.user, sevrity]}, condition: sel}"))
     assert [p.field for p in problems] == ["detection.sel.message|fieldref"]

@@ -278,10 +278,6 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
             source.field(name)
         except UnknownField as e:
             found.append(str(e))
-        else:
-            typo = source.column_typo(name)
-            if typo:
-                found.append(typo)
     return found
 
 

@@ -25,7 +25,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class UnknownField(ValueError):
-    """A field name the source does not have; the message lists what it has."""
+    """A field name the source does not have (the message lists what it has), or one a typo away from a column's."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,16 @@ class Source:
         return column if column in self.columns else None
 
     def field(self, name: str) -> Field:
-        """The SQL of a field name (a column, another name for one, or a JSON path); UnknownField if none."""
+        """The SQL of a field name (a column, another name for one, or a JSON path); UnknownField if none, or if
+        the name is likely a column's mistyped (column_typo): a selection, group-by or value_count field alike."""
         column = self.column_of(name)
         if column is not None:
             return Field(quote_name(column), _kind(self.columns[column]))
         if name in self.derived:
             return Field(self.derived[name], "text")
+        typo = self.column_typo(name)
+        if typo is not None:
+            raise UnknownField(typo)
         if self.json_column is not None and name:
             prefix = f"{self.json_column}."
             keys = name[len(prefix) :] if name.startswith(prefix) and len(name) > len(prefix) else name
