@@ -244,6 +244,16 @@ def test_yaml_errors_and_repeated_names_name_the_line(rules_dir):
     assert "appears twice" in problems[0].message
 
 
+def test_a_day_the_calendar_does_not_have_is_a_problem_on_its_line(rules_dir):
+    """PyYAML's ValueError on it came through as a traceback, and failed every round of the rules."""
+    text = 'destinations:\n  hook: {type: webhook, url: "https://hooks.example/x", note: 2026-02-30}\n'
+    problems = load_routing(write_alerting(rules_dir, text))
+    assert isinstance(problems, list)
+    assert [(p.field, p.message) for p in problems] == [
+        ("line 2, column 63", "not valid YAML: '2026-02-30' is no date or time: day is out of range for month")
+    ]
+
+
 def test_the_file_is_read_again_when_it_changes_and_a_bad_edit_keeps_the_last_good_version(rules_dir):
     watched = RoutingFile(rules_dir)
     path = write_alerting(rules_dir, 'destinations: {a: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [a]}]')

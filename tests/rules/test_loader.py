@@ -35,6 +35,7 @@ def sql(query: str, extra: str = "") -> str:
 BAD = {
     "yaml.yml": ("title: x\ndetection: [unclosed\n", "line 3, column 1", "not valid YAML"),
     "twice.yml": ("title: x\ntitle: y\n", "line 2, column 1", "appears twice"),
+    "no-such-day.yml": (sigma(extra="modified: 2024-13-45"), "line 6, column 11", "'2024-13-45' is no date or time"),
     "list.yml": ("- a\n- b\n", "", "a rule is a YAML mapping"),
     "neither.yml": ("title: x\nid: 1\n", "", "neither a Sigma rule"),
     "unknown-field.yml": (sigma(extra="levle: high"), "levle", "unknown field"),

@@ -12,7 +12,9 @@ ROUTING_FILE = "alerting.yml"  # the destinations and routes of alerts, beside t
 
 
 class UniqueKeys(yaml.CSafeLoader):
-    """YAML whose mappings may not repeat a key (the later one would silently win)."""
+    """YAML whose mappings may not repeat a key (the later one would silently win), and whose dates are days
+    of the calendar: PyYAML's ValueError on one that is not (`until: 2026-02-30`) is no YAML error, so it named no
+    line, and one in alerting.yml failed every round of the rules."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -24,3 +26,14 @@ class UniqueKeys(yaml.CSafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is no date or time: {e}", node.start_mark
+            ) from None
+
+
+UniqueKeys.add_constructor("tag:yaml.org,2002:timestamp", UniqueKeys.construct_yaml_timestamp)
