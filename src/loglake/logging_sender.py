@@ -128,14 +128,25 @@ class Sender:
                     self.counters.add("dropped")
                     continue
                 size += len(batch[-1][1])
-            if batch:
-                self.holding = len(batch)
-                try:
-                    self._send(batch)
-                finally:
-                    self.holding = 0
-            if marker is not None:
-                marker.set()
+            try:
+                if batch:
+                    self._send_counted(batch)
+            finally:  # (a flush waiting for this batch goes on, whatever became of it)
+                if marker is not None:
+                    marker.set()
+
+    def _send_counted(self, batch: list[tuple[str, bytes]]) -> None:
+        """_send, and a batch an unexpected error (a bug, ours or a library's) cut short counted as dropped (said at
+        close): it was lost without a count, and a flush waiting for it waited its whole timeout."""
+        self.holding = len(batch)
+        told = self.counters.sent + self.counters.rejected
+        try:
+            self._send(batch)
+        except Exception:
+            self.counters.add("errors")
+            self.counters.add("dropped", len(batch) - (self.counters.sent + self.counters.rejected - told))
+        finally:
+            self.holding = 0
 
     def _send(self, batch: list[tuple[str, bytes]]) -> None:
         """POST the batch until it is stored; records refused for good are counted and left out."""

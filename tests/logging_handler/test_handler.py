@@ -12,8 +12,10 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -435,6 +437,35 @@ def test_the_handler_never_raises_into_the_application(make_handler) -> None:
     logger.info("after close")
     assert handler.errors == 1  # the bad format
     assert handler.dropped == 4  # three never sent, one logged after close
+
+
+def test_a_batch_an_unexpected_error_cut_short_is_counted_dropped_and_a_flush_waiting_for_it_goes_on(
+    server, key, make_handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no attempt expects (a bug in httpx, say: here its post raises one) lost the batch without a count,
+    and the flush waiting for it waited its whole timeout; the records after it are sent as ever."""
+    handler = make_handler(service="bug", flush_timeout=30)
+    logger = a_logger("bug", handler)
+    post = httpx.Client.post
+    failures = iter([RuntimeError("a bug")])
+
+    def post_once_failing(client: httpx.Client, *args: Any, **kwargs: Any) -> httpx.Response:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return post(client, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "post", post_once_failing)
+    for number in range(3):
+        logger.info("lost %d", number)
+    started = time.monotonic()
+    assert handler.flush() is True
+    assert time.monotonic() - started < 10  # (not the flush_timeout of 30 s)
+    assert (handler.dropped, handler.errors, handler.sent) == (3, 1, 0)
+    logger.info("after the bug")
+    assert handler.flush() is True
+    assert [log["message"] for log in stored(server, key, "bug")] == ["after the bug"]
+    assert handler.sent == 1
 
 
 LOGGING_IN_A_SIGNAL_HANDLER = """
