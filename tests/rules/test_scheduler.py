@@ -595,6 +595,29 @@ def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_kee
     assert [(r.outcome, r.until_ms) for _, r in scheduler.run_round().runs] == [("error", T0)]  # kept, not skipped
 
 
+def test_a_window_that_failed_until_past_the_catch_up_bound_is_named_skipped_for_its_failures(data: DataDir) -> None:
+    """Its skipped run said "down longer than the catch-up bound" of a server that never was (a trial): the rule
+    failed. Its retries read the same window, not a longer one, however long it fails."""
+    write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
+    data.add(T0 - MIN)  # "api ..." is not a number
+    scheduler = data.scheduler(catch_up=CatchUp(windows=3))
+    for minute in (0, 5, 10):
+        data.clock.ms = T0 + minute * MIN
+        assert [(r.outcome, r.since_ms, r.until_ms) for _, r in scheduler.run_round().runs] == [
+            ("error", T0 - 5 * MIN, T0)
+        ]
+    data.clock.ms = T0 + 15 * MIN  # the failed window is past the bound: the 3 windows after it run
+    runs = [(r.outcome, r.since_ms) for _, r in scheduler.run_round().runs]
+    assert runs == [("ok", T0 + m * MIN) for m in (0, 5, 10)]
+    [skipped] = [r for r in data.runs() if r.outcome == "skipped"]
+    assert (skipped.since_ms, skipped.until_ms) == (T0 - 5 * MIN, T0)
+    assert skipped.error == (
+        "not evaluated: the rule's runs of this range failed (the last at 2026-06-01T10:10:00.000Z) until it was past"
+        " the catch-up bound (at most 3 windows, none older than 24 h); these records were not checked"
+    )
+    assert "down" not in skipped.error
+
+
 def test_a_round_waits_its_turn_while_another_process_holds_the_rules(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text())
     scheduler = data.scheduler()

@@ -45,7 +45,6 @@ class WindowStore(Protocol):
     ) -> list[dict[str, str]]: ...
 
 
-SKIPPED = "not evaluated: down longer than the catch-up bound"
 # Runs a rule over [since_ms, until_ms) at now_ms, its fresh rows from the previous window's end (None: the
 # whole window), as aws/athena_rules.py's run_rule_on_athena bound to its engine does.
 RuleRunner = Callable[[Rule, int, int, int, int | None], RunResult]
@@ -112,7 +111,7 @@ def run_due(
             if moved and skipped is not None:
                 # Named once, by the run that moved the window past it, as locally: not by each round that failed
                 # (or found the window held) while the range stays left out.
-                yield WindowRun(rule.id, skipped.since_ms, skipped.until_ms, "skipped", error=SKIPPED)
+                yield WindowRun(rule.id, skipped.since_ms, skipped.until_ms, "skipped", error=due.skipped_why)
                 skipped = None
             yield WindowRun(
                 rule.id,

@@ -9,7 +9,9 @@ evaluates only its latest window.
 
 Catch-up. After downtime a rule evaluates the windows it missed, one by one, at most
 `CatchUp.windows` of them and none that ended more than `CatchUp.max_age_ms` ago; the older ones are
-skipped, and the range left out is recorded as a `skipped` run (rules list, the run records).
+skipped, and the range left out is recorded as a `skipped` run (rules list, the run records). So is a
+window whose runs kept failing until it was past the bound (its records were never checked): its record
+says so (skip_reason), as the server was not down.
 
 Once. A round holds `rules.lock` in the data dir (a server and a cron `loglake rules run-due` take
 turns; the lock goes with a killed process). A run is recorded as `running` before its SQL starts;
@@ -84,6 +86,7 @@ class Window:
 class Due:
     windows: list[Window]
     skipped: Window | None = None  # the range left out by the catch-up bound
+    skipped_why: str = ""  # why, as its record says (skip_reason)
 
 
 def due_windows(
@@ -107,19 +110,32 @@ def due_windows(
         fire = rule.schedule.next_after(fire)
     if not ends:
         return Due([])
-    skipped = None
+    skipped, why = None, ""
     last = previous_end_ms
     if not first_run and ends[0] != rule.schedule.next_after(after) - delay:
         start = ends[0] - lookback
         if start > previous_end_ms:
-            skipped = Window(previous_end_ms, start)
+            skipped, why = Window(previous_end_ms, start), skip_reason(catch_up, failed_ms)
         last = None  # the bound cut the chain: the first kept window reads its lookback only
     windows = []
     for end in ends:
         since = end - lookback if last is None else min(last, end - lookback)
         windows.append(Window(since, end))
         last = end
-    return Due(windows, skipped)
+    return Due(windows, skipped, why)
+
+
+def skip_reason(catch_up: CatchUp, failed_ms: int | None) -> str:
+    """Why a range was left out by the catch-up bound: the rule's runs of it failed (the last at `failed_ms`)
+    until it was past the bound, or (None) the rule did not run that long."""
+    hours = catch_up.max_age_ms / 3_600_000
+    bound = f"the catch-up bound (at most {catch_up.windows} windows, none older than {hours:g} h)"
+    if failed_ms is not None:
+        return (
+            f"not evaluated: the rule's runs of this range failed (the last at {format_datetime(failed_ms)}) until it"
+            f" was past {bound}; these records were not checked"
+        )
+    return f"not evaluated: down longer than {bound}"
 
 
 class RuleObserver(Protocol):
@@ -367,7 +383,7 @@ class RuleScheduler:
                 if not state.advance(conn, rule.id, previous, window.until_ms):
                     return self._superseded(conn, record)
                 if skipped is not None:
-                    state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, self._skip_reason())
+                    state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, chain.due.skipped_why)
                 new_alerts = apply_matches(conn, rule, result, now)
                 resolve_cleared(conn, rule, window.until_ms, now)
                 rule_recovered(conn, rule, now)
@@ -383,13 +399,6 @@ class RuleScheduler:
 
     def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> state.RunRecord:
         return state.finish(conn, replace(record, outcome="superseded", error="another process evaluated this window"))
-
-    def _skip_reason(self) -> str:
-        hours = self.catch_up.max_age_ms / 3_600_000
-        return (
-            f"not evaluated: down longer than the catch-up bound (at most {self.catch_up.windows} windows,"
-            f" none older than {hours:g} h)"
-        )
 
     def status(self) -> dict[str, Any]:
         """What /healthz shows of the rules (with a read key: it names files and errors)."""

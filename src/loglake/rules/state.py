@@ -214,7 +214,8 @@ def _folded(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
 
 
 def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_ms: int, now_ms: int, why: str) -> None:
-    """A range the rule will never evaluate (downtime past the catch-up bound), visible with its runs."""
+    """A range the rule will never evaluate (left behind the catch-up bound by downtime or failed runs), visible
+    with its runs; `why` says which."""
     conn.execute(
         "INSERT INTO rule_runs (rule_id, outcome, since_ms, until_ms, started_ms, finished_ms, error, runner)"
         " VALUES (?, 'skipped', ?, ?, ?, ?, ?, ?)",
