@@ -184,6 +184,7 @@ def rules_backtest(
     from loglake.cli_lake import local_lake
     from loglake.rules.backtest import Day, PeriodError, backtest, refuse_past_retention
     from loglake.rules.run import RuleRunError
+    from loglake.rules.state import failed_until
 
     now_ms = int(time.time() * 1000)
     times = _given_times(since, until, now_ms)
@@ -208,7 +209,14 @@ def rules_backtest(
         try:
             report = until_ctrl_c(
                 lambda stop: backtest(
-                    rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress, stop=stop
+                    rule,
+                    lake.engine,
+                    since_ms,
+                    until_ms,
+                    examples=examples,
+                    progress=progress,
+                    stop=stop,
+                    failed_until_ms=failed_until(settings.data_dir, rule.id),
                 )
             )
         except RuleRunError as e:

@@ -185,3 +185,40 @@ async def test_rule_tests_longer_than_the_query_timeout_together_are_stopped_and
     assert error["code"] == "test_timeout"
     assert f"{QUIET_TESTS} tests ran longer than 0.5 s" in error["message"] and "loglake rules test" in error["message"]
     assert (await reader.post("/query", json={"sql": "SELECT 1 AS one"})).json()["rows"] == [[1]]
+
+
+FAILING_ID = "5eaf00d5-0000-4000-8000-000000000004"
+FAILING = f"""
+title: Numbers
+id: {FAILING_ID}
+level: low
+schedule: 1m
+query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs
+"""
+
+
+async def test_a_backtest_of_a_rule_failing_on_schedule_answers_its_error_not_a_timeout(tmp_path: Path) -> None:
+    """A trial's SQL rule failed at every run over recent records; its backtest ran the windows before them, one
+    query each, until the server's query timeout, and answered backtest_timeout instead of the rule's error."""
+    app = rules_app(tmp_path, query_timeout_seconds=0.5, retention_days=30)
+    write_rule(tmp_path / "rules", "numbers.yml", FAILING)
+    app.runtime.rules.folder.reload()
+    try:
+        async with asgi_client(app, key_for(app, "ingest,read")) as client:
+            now_ms = app.service.now_ms()
+            latest_end = now_ms // 60_000 * 60_000 - 3000  # the first run's window: the latest, `delay` (3 s) early
+            # (one in the window after it too: the minute may turn before the round)
+            records = [{"message": "not a number", "timestamp": latest_end + s * 1000} for s in (-10, 50)]
+            assert (await client.post("/logs", json=records)).status_code == 201
+            report = await asyncio.to_thread(app.runtime.rules.run_round)
+            assert [r.outcome for rule, r in report.runs if rule.id == FAILING_ID] == ["error"]  # it fails, on schedule
+            answer = await client.post(f"/rules/{FAILING_ID}/backtest", json={"since": "30d"})
+            assert answer.status_code == 400
+            error = answer.json()["error"]
+            assert error["code"] == "rule_failed" and "Could not convert string 'not a number'" in error["message"]
+            write_rule(tmp_path / "rules", "numbers.yml", FAILING.replace("CAST", "TRY_CAST"))
+            app.runtime.rules.folder.reload()  # fixed: that window runs first, then all in turn
+            answer = await client.post(f"/rules/{FAILING_ID}/backtest", json={"since": "10m"})
+            assert answer.status_code == 200 and answer.json()["queries"] == answer.json()["windows"] + 1
+    finally:
+        app.close()

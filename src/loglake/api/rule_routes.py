@@ -15,7 +15,7 @@ from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_
 from loglake.rules.backtest_limits import EXAMPLES, MAX_EXAMPLES
 from loglake.rules.model import AmbiguousRule, NoSuchRule, Rule, find_rule
 from loglake.rules.run import RuleRunError, RuleTimedOut
-from loglake.rules.state import read_runs, read_summaries
+from loglake.rules.state import failed_until, read_runs, read_summaries
 from loglake.rules.summary import rule_facts, run_facts, runs_facts
 from loglake.rules.testing import run_tests
 from loglake.times import TimeFormatError, parse_time
@@ -150,11 +150,13 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
         refuse_past_retention(bounds["since"], now_ms, app.settings.retention_days)
     except PeriodError as e:
         raise ApiError(400, "invalid_request", str(e), _field("since", str(e))) from None
-    engine = _scheduler(app).engine
+    scheduler = _scheduler(app)
     budget_s = app.settings.query_timeout_seconds
 
     def run(stop: Stop) -> Backtest:
-        return backtest(rule, engine, bounds["since"], bounds["until"], examples=examples, stop=stop)
+        since, until = bounds["since"], bounds["until"]
+        failed = failed_until(scheduler.data_dir, rule.id)  # (its error comes before the windows up to it)
+        return backtest(rule, scheduler.engine, since, until, examples=examples, stop=stop, failed_until_ms=failed)
 
     try:
         report = await app.run_query(run, request, budget_s)

@@ -270,6 +270,12 @@ def read_runs(data_dir: Path, rule_id: str, limit: int) -> list[RunRecord]:
     return _read(data_dir, lambda conn: runs_of(conn, rule_id, limit), [])
 
 
+def failed_until(data_dir: Path, rule_id: str) -> int | None:
+    """The end of the window the rule's latest run failed over (None: it did not fail, or is running)."""
+    latest = read_runs(data_dir, rule_id, 1)
+    return latest[0].until_ms if latest and latest[0].outcome == "error" else None
+
+
 def _read(data_dir: Path, read: Callable[[sqlite3.Connection], T], nothing: T) -> T:
     if not (Path(data_dir) / ALERTS_DB).exists():
         return nothing
