@@ -380,3 +380,39 @@ async def test_an_outbox_that_cannot_be_read_degrades_healthz_and_leaves_metrics
     assert metrics.status_code == 200
     assert 'loglake_alert_deliveries_sent_total{destination="ok"}' in metrics.text
     assert "loglake_alert_deliveries_dead{" not in metrics.text
+
+
+async def test_a_delivery_waiting_behind_another_alerts_dead_one_names_that_alert_and_delivery(
+    client: httpx.AsyncClient, app: LoglakeApp, settings, receiver: Receiver
+):
+    """A new alert of a dedup key whose earlier alert's trigger was dead-lettered waits behind that trigger: its
+    page said "waits for the trigger of its alert" and offered no Retry, the dead one being the other alert's."""
+    receiver.answer_for = lambda r: Answer(400, body=b"no")
+    write_alerting(
+        settings.rules_path,
+        f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n',
+    )
+    delivery = app.runtime.delivery
+    conn = open_alerts_db(settings.data_dir)
+    try:
+        first = insert_alert(conn, dedup_key="auth-failures:shared")
+        delivery.step()
+        wait_idle(delivery)
+        [dead] = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
+        own = insert_alert(conn, dedup_key="auth-failures:shared")  # the first one's own update waits too
+        conn.execute("INSERT INTO alert_events (alert_id, kind, at_ms) VALUES (?, 'update', 1)", (first["id"],))
+        conn.commit()
+    finally:
+        conn.close()
+    delivery.step()
+    wait_idle(delivery)
+    waiting = (await client.get("/alerts/deliveries", params={"state": "pending"})).json()["deliveries"]
+    by_alert = {d["alert_id"]: d for d in waiting}
+    blocker = {"id": dead["id"], "alert_id": first["id"], "event": "trigger"}
+    assert [d["waits_for"] for d in waiting] == [blocker, blocker]
+    assert by_alert[own["id"]]["last_error"] == (
+        f"waits for the trigger of alert {first['id']} (of the same dedup key), dead-lettered ({dead['id']}), to go"
+        f" first: retry that one (loglake alerts retry {dead['id']})"
+    )
+    assert by_alert[first["id"]]["last_error"].startswith("waits for the trigger of its alert, dead-lettered")
+    assert dead["waits_for"] is None

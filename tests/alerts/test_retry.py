@@ -133,3 +133,26 @@ def test_a_delivery_is_named_by_the_start_of_its_id_as_an_alert_by_a_part_of_its
     receiver.default = Answer(200)
     settle(delivery)
     assert [state for _, _, state, _ in states(alerts_db)] == ["sent", "dead"]
+
+
+def test_a_delivery_waiting_behind_another_alerts_dead_one_names_that_alert(make_delivery, alerts_db, receiver, clock):
+    """A new alert of a dedup key waits behind the dead trigger of the key's earlier alert: its last error said "the
+    trigger of its alert", which its page did not show (the other alert's does, with its Retry)."""
+    receiver.default = Answer(503, body=b"down")
+    delivery = make_delivery(hook(receiver, extra=", attempts: 2"))
+    first = insert_alert(alerts_db, dedup_key="auth-failures:shared")
+    settle(delivery)  # its first attempt failed: due again
+    second = insert_alert(alerts_db, dedup_key="auth-failures:shared")
+    settle(delivery)
+    clock.now += 2
+    settle(delivery)  # the first one's trigger dead-lettered now, the second's behind it
+    trigger = dead_id(alerts_db)
+    [(alert_id, waiting)] = alerts_db.execute("SELECT alert_id, last_error FROM deliveries WHERE state = 'pending'")
+    assert alert_id == second["id"]
+    assert waiting == (
+        f"waits for the trigger of alert {first['id']} (of the same dedup key), dead-lettered ({trigger}), to go"
+        f" first: retry that one (loglake alerts retry {trigger})"
+    )
+    [pending] = delivery.outbox.page(states=["pending"])
+    [ahead] = delivery.outbox.waiting_behind([pending]).values()
+    assert (ahead.id, ahead.alert_id, ahead.kind) == (trigger, first["id"], "trigger")

@@ -598,7 +598,9 @@ def test_the_alerts_past_the_newest_200_are_shown_a_page_at_a_time(page, loglake
 
 
 @contextmanager
-def _alert_whose_trigger_is_dead(loglake, rule_title: str, title: str) -> Iterator[tuple[Receiver, str]]:
+def _alert_whose_trigger_is_dead(
+    loglake, rule_title: str, title: str, **fields: object
+) -> Iterator[tuple[Receiver, str]]:
     """An alert routed to a webhook that refused its trigger (400, dead-lettered): the receiver, and the id."""
     receiver = Receiver()
     alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"
@@ -609,7 +611,7 @@ def _alert_whose_trigger_is_dead(loglake, rule_title: str, title: str) -> Iterat
             f"routes: [{{match: {{title: [{rule_title!r}]}}, to: [hook]}}]\n"
         )
         alert_id = str(uuid.uuid4())
-        raise_alert(loglake, id=alert_id, title=title, rule_title=rule_title)
+        raise_alert(loglake, id=alert_id, title=title, rule_title=rule_title, **fields)
         with loglake.client() as c:
             poll(
                 lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
@@ -664,6 +666,34 @@ def test_a_dead_trigger_older_than_a_page_of_deliveries_is_still_shown_to_retry(
         box.get_by_role("button", name="Retry the trigger to hook").wait_for()
         assert box.locator("tbody tr").count() == 101
         assert "The newest 100 deliveries are shown, and every dead one" in box.inner_text()
+
+
+def test_a_delivery_waiting_behind_another_alerts_dead_trigger_leads_to_that_alert_to_retry_it(page, loglake):
+    """A new alert of a dedup key whose earlier alert's trigger died waits behind it: its page said "waits for the
+    trigger of its alert ... retry that one", offering no Retry, the dead one being on the other alert's page."""
+    key = f"shared:{uuid.uuid4()}"
+    with _alert_whose_trigger_is_dead(loglake, "Shared key", "First of its key", dedup_key=key) as (receiver, first):
+        second = str(uuid.uuid4())
+        raise_alert(loglake, id=second, title="Second of its key", rule_title="Shared key", dedup_key=key)
+        with loglake.client() as c:
+            poll(
+                lambda: c.get("/alerts/deliveries", params={"alert": second}).json()["deliveries"],
+                "the second alert's trigger to wait behind the first's",
+            )
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{second}")
+        row = page.locator(".deliveries tbody tr")
+        row.get_by_text(f"waits for the trigger of alert {first} (of the same dedup key)").wait_for()
+        assert row.get_by_role("button").count() == 0  # nothing to retry here
+        receiver.default = Answer(200)
+        row.get_by_role("link", name="Open the alert of that trigger").click()
+        page.wait_for_url(f"**/ui/alerts/{first}")
+        page.locator(".deliveries").get_by_role("button", name="Retry the trigger to hook").click()
+        with loglake.client() as c:
+            poll(
+                lambda: c.get("/alerts/deliveries", params={"alert": second, "state": "sent"}).json()["deliveries"],
+                "the waiting trigger to go after the retried one",
+            )
 
 
 def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page, loglake):

@@ -126,6 +126,17 @@ class DeliveryRow:
 
 
 @dataclass(frozen=True)
+class DeadAhead:
+    """The first dead delivery of a dedup key to a destination before a given event: the later ones wait behind
+    it. It may be another alert's (a new alert of the key, after one resolved whose trigger died)."""
+
+    event_seq: int
+    kind: str
+    id: str
+    alert_id: str
+
+
+@dataclass(frozen=True)
 class DeadLetters:
     count: int
     newest_ms: int  # when the last of them was dead-lettered
@@ -317,9 +328,14 @@ class Outbox:
                 (state, retry_at_ms or now_ms, now_ms, error[:MAX_ERROR_CHARS], status, row.id),
             )
             if state == "dead":  # the later ones of its key wait behind it: said where their state shows
-                conn.execute(
-                    f"UPDATE deliveries SET last_error = ? WHERE state = 'pending' AND {_LATER}",
-                    (_held_behind(row.kind, row.id), row.destination, row.dedup_key, row.event_seq),
+                dead = DeadAhead(row.event_seq, row.kind, row.id, row.alert_id)
+                later = conn.execute(
+                    f"SELECT id, alert_id FROM deliveries WHERE state = 'pending' AND {_LATER}",
+                    (row.destination, row.dedup_key, row.event_seq),
+                ).fetchall()
+                conn.executemany(
+                    "UPDATE deliveries SET last_error = ? WHERE id = ?",
+                    [(_held_behind(dead, alert_id), delivery_id) for delivery_id, alert_id in later],
                 )
         return state
 
@@ -337,7 +353,7 @@ class Outbox:
             key = (row.destination, row.dedup_key)
             first = _first_dead(conn, *key, row.event_seq + 1)  # retried: it, and the dead ones before it, first
             assert first is not None  # (it is dead itself)
-            first_seq, first_kind, _ = first
+            first_seq, first_kind = first.event_seq, first.kind
             # A later event of the same key already delivered: sending this one now would undo it (a PagerDuty
             # trigger after its resolve reopens the incident). (Later events wait behind a dead one: a delivery
             # dead-lettered before they did, or forgotten meanwhile.)
@@ -405,6 +421,17 @@ class Outbox:
             if self._conn.execute("SELECT 1 FROM deliveries WHERE alert_id = ? LIMIT 1", (text,)).fetchone():
                 return text
             return find_alert_id(self._conn, text)
+
+    def waiting_behind(self, rows: Collection[DeliveryRow]) -> dict[str, DeadAhead]:
+        """The dead delivery each pending one of `rows` waits behind, by the waiting one's id (those that wait for
+        none are left out)."""
+        with self._lock:
+            found = {
+                row.id: _first_dead(self._conn, row.destination, row.dedup_key, row.event_seq)
+                for row in rows
+                if row.state == "pending"
+            }
+        return {delivery_id: dead for delivery_id, dead in found.items() if dead is not None}
 
     def page(
         self,
@@ -507,7 +534,7 @@ def _add_delivery(
     its dedup key, or dead when the file does not define `name`. Returns 1, or 0 if it was recorded before."""
     known = name in routing.destinations
     dead = _first_dead(conn, name, alert["dedup_key"], seq) if known else None
-    held = None if dead is None else _held_behind(dead[1], dead[2])
+    held = None if dead is None else _held_behind(dead, alert["id"])
     added = conn.execute(
         "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
         " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
@@ -530,23 +557,23 @@ def _add_delivery(
     return added
 
 
-def _first_dead(
-    conn: sqlite3.Connection, destination: str, dedup_key: str, before_seq: int
-) -> tuple[int, str, str] | None:
-    """(event_seq, kind, id) of the first dead delivery of a dedup key to a destination before event `before_seq`,
-    or None."""
-    return conn.execute(
-        "SELECT event_seq, kind, id FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq < ?"
-        " AND state = 'dead' ORDER BY event_seq LIMIT 1",
+def _first_dead(conn: sqlite3.Connection, destination: str, dedup_key: str, before_seq: int) -> DeadAhead | None:
+    """The first dead delivery of a dedup key to a destination before event `before_seq`, or None."""
+    found = conn.execute(
+        "SELECT event_seq, kind, id, alert_id FROM deliveries WHERE destination = ? AND dedup_key = ?"
+        " AND event_seq < ? AND state = 'dead' ORDER BY event_seq LIMIT 1",
         (destination, dedup_key, before_seq),
     ).fetchone()
+    return None if found is None else DeadAhead(*found)
 
 
-def _held_behind(kind: str, delivery_id: str) -> str:
-    """The last error of a delivery waiting behind a dead one (of `kind`, `delivery_id`)."""
+def _held_behind(dead: DeadAhead, alert_id: str) -> str:
+    """The last error of a delivery of alert `alert_id` waiting behind `dead`, which may be another alert's (of the
+    same dedup key): named, as the page of the waiting one's alert does not show it."""
+    whose = "its alert" if dead.alert_id == alert_id else f"alert {dead.alert_id} (of the same dedup key)"
     return (
-        f"waits for the {kind} of its alert, dead-lettered ({delivery_id}), to go first: retry that one"
-        f" (loglake alerts retry {delivery_id})"
+        f"waits for the {dead.kind} of {whose}, dead-lettered ({dead.id}), to go first: retry that one"
+        f" (loglake alerts retry {dead.id})"
     )
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused, retry_refusal
+from loglake.alerts.outbox import (
+    DELIVERY_STATES,
+    DeadAhead,
+    DeliveryRow,
+    NoSuchDelivery,
+    RetryRefused,
+    retry_refusal,
+)
 from loglake.alerts.store import comma_separated
 from loglake.api.alert_routes import alert_lookup_errors
 from loglake.api.http import ApiError, Request, quoted
@@ -45,7 +52,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before = _integer(params, "cursor", None, 1, None)
 
-    def read() -> tuple[list[DeliveryRow], list[str], frozenset[str]]:
+    def read() -> tuple[list[DeliveryRow], dict[str, DeadAhead], list[str], frozenset[str]]:
         alert = params.get("alert")
         rows = delivery.outbox.page(
             states=states,
@@ -56,14 +63,15 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
         )
         said = delivery.routing_file.said()  # (alerting.yml read again if it changed: its problems now)
         routing = delivery.routing_file.current()
-        return rows, said, frozenset(() if routing is None else routing.destinations)
+        behind = delivery.outbox.waiting_behind(rows)
+        return rows, behind, said, frozenset(() if routing is None else routing.destinations)
 
     with alert_lookup_errors(params.get("alert", "")):
-        rows, problems, defined = await app.run_read(read)
+        rows, behind, problems, defined = await app.run_read(read)
     return Result(
         200,
         {
-            "deliveries": [_row(r, retry_refusal(r, defined) is None) for r in rows],
+            "deliveries": [_row(r, retry_refusal(r, defined) is None, behind.get(r.id)) for r in rows],
             "next_cursor": str(rows[-1].rowid) if len(rows) == limit else None,
             "routing_problems": problems,
             "worker_error": delivery.last_error,
@@ -96,9 +104,11 @@ def _integer(params: dict[str, str], name: str, default: int | None, low: int, h
     return int(text)
 
 
-def _row(row: DeliveryRow, retryable: bool) -> dict[str, Any]:
+def _row(row: DeliveryRow, retryable: bool, waits_for: DeadAhead | None = None) -> dict[str, Any]:
     """A delivery as the API gives it; `retryable` when a retry would not be refused for the delivery as it is
-    (outbox.retry_refusal: the page offered Retry for one that could only be refused)."""
+    (outbox.retry_refusal: the page offered Retry for one that could only be refused); `waits_for`: the dead
+    delivery it waits behind, named with its alert (another alert of its dedup key's, maybe: its page alone shows
+    it and offers its retry)."""
     return {
         "id": row.id,
         "alert_id": row.alert_id,
@@ -113,6 +123,9 @@ def _row(row: DeliveryRow, retryable: bool) -> dict[str, Any]:
         "last_error": row.last_error,
         "last_status": row.last_status,
         "retryable": retryable,
+        "waits_for": None
+        if waits_for is None
+        else {"id": waits_for.id, "alert_id": waits_for.alert_id, "event": waits_for.kind},
     }
 
 
@@ -150,7 +163,9 @@ OPENAPI = {
             "responses": {
                 "200": {
                     "description": "deliveries, next_cursor (null on the last page), the problems of "
-                    "alerting.yml if it has any, and why delivery is not running (worker_error) if it is not"
+                    "alerting.yml if it has any, and why delivery is not running (worker_error) if it is not; a "
+                    "pending delivery held behind a dead one of its dedup key to its destination (which may be "
+                    "another alert's) names it in waits_for (its id, alert_id and event), the one to retry"
                 },
                 "404": error_response("No alert with the id `alert` names"),
                 "501": {"description": "this server has no local data dir (the AWS deployment)"},

@@ -300,12 +300,16 @@ async function loadDeliveries(box, alertId, mayRetry) {
         replace(message, errorBox(error));
       }
     };
+    // A delivery waiting behind a dead one of another alert (its dedup key's earlier alert, whose trigger died) leads
+    // to that alert's page, where the dead one is, with its Retry: this page offered nothing to do.
+    const elsewhere = (ahead) => ahead && ahead.alert_id !== alertId
+      ? [" ", link(`/ui/alerts/${encodeURIComponent(ahead.alert_id)}`, `Open the alert of that ${ahead.event}`)] : null;
     const columns = ["Event", "Destination", "State", "Attempts", "Updated", "Last error", ...(mayRetry ? ["Action"] : [])];
     replace(box, problems, message, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
-        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" }),
+        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", {}, d.last_error || "", elsewhere(d.waits_for)),
         mayRetry ? h("td", {}, d.retryable ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))),
       answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.deliveries.length} deliveries are shown, and every dead one; loglake alerts deliveries --alert ${alertId} lists them all.` }) : null);
   } catch (error) {
