@@ -7,12 +7,13 @@ import contextlib
 import json
 import re
 import sqlite3
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.ui.conftest import screenshot, serving, sign_in
+from tests.ui.conftest import raise_alert, screenshot, serving, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -184,3 +185,58 @@ def test_a_collection_runs_start_is_shown_in_the_zone_of_every_time_on_the_page(
     page.get_by_text("Last 1 collection run").click()
     row = page.locator("tr", has_text="900 B")
     assert row.locator("td").first.inner_text() == started.strftime("%Y-%m-%d %H:%M:%S.000 UTC")
+
+
+def test_a_query_error_keeps_its_lines_wherever_it_is_shown(page, loglake):
+    """A UI trial: a rule's run that failed with DuckDB's error showed it on one line in Recent runs, its caret line
+    ("^^^^") run together with the SQL it points into, so that it pointed at nothing (the SQL page kept the lines)."""
+    rule_id = "4d2db06a-8553-43fd-86ab-1c8def4e486d"
+    failed = (
+        f"rule {rule_id} (app-critical-record.yml): Conversion Error: Could not convert string 'abc' to INT32\n\n"
+        "LINE 3:  CAST(message AS INTEGER) > 3\n         ^^^^^^^^^^^^^^^^^^^^^^^^"
+    )
+
+    def with_a_failed_run(route):
+        rule = route.fetch().json()
+        rule["runs"] = [
+            {
+                "since": "2026-01-01T00:00:00.000Z",
+                "until": "2026-01-01T00:01:00.000Z",
+                "outcome": "error",
+                "error": failed,
+                "rows_scanned": None,
+                "matches": None,
+                "new_alerts": None,
+                "duration_ms": 3.0,
+            }
+        ]
+        route.fulfill(json=rule)
+
+    def failing(route):
+        error = {
+            "code": "rule_failed",
+            "message": f"{failed}; check the rule with loglake rules validate",
+            "details": [],
+        }
+        route.fulfill(status=400, json={"error": error})
+
+    page.route(lambda url: url == f"{loglake.url}/rules/{rule_id}", with_a_failed_run)
+    page.route("**/rules/*/backtest", failing)
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/rules/{rule_id}")
+    caret = "\n         ^^^^^^^^"
+    cell = page.locator("td", has_text="Conversion Error")
+    assert caret in cell.inner_text()  # (inner_text is the text as laid out: one line, it had no line break)
+    assert "monospace" in cell.evaluate("e => getComputedStyle(e).fontFamily")
+    page.get_by_role("button", name="Backtest").click()
+    assert caret in page.get_by_role("alert").locator("p").first.inner_text()
+    # a failing rule's alert holds the error in its evidence
+    alert_id = str(uuid.uuid4())
+    raise_alert(
+        loglake,
+        id=alert_id,
+        title="Rule failing: Critical record",
+        evidence=[{"error": failed, "failures": 3, "file": "app-critical-record.yml", "at_ms": 1_764_700_000_000}],
+    )
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    assert caret in page.locator("dd", has_text="Conversion Error").inner_text()

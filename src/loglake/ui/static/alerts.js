@@ -218,8 +218,9 @@ function columnsRow(row) {
   // (a time as every time on the page: an ISO text, as a SQL rule's rows keep it, was shown raw in UTC)
   const shown = (name, value) => name === "timestamp" && Number.isFinite(epochMs(value)) ? formatTime(epochMs(value))
     : isStructured(value) ? jsonNodes(value) : String(value);
+  // (verbatim, as a query's rows: a failing rule's alert holds its error, DuckDB's caret under its "LINE 3: ...")
   return h("li", { class: "evidence-row" },
-    h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));
+    h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value), "verbatim"))));
 }
 
 // A runbook is a link only when it is a web address: a rule file's `javascript:` must not become one.
@@ -227,8 +228,8 @@ function runbookLink(runbook) {
   return /^https?:\/\//i.test(runbook) ? h("a", { href: runbook, rel: "noreferrer", text: runbook }) : runbook;
 }
 
-function fact(name, value) {
-  return [h("dt", { text: name }), h("dd", {}, value)];
+function fact(name, value, className) {
+  return [h("dt", { text: name }), h("dd", { class: className }, value)];
 }
 
 function keepNote(alertId, text) {

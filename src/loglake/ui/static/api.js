@@ -150,8 +150,8 @@ export function retryable(error) {
   return error.status === 0 || error.status === 429 || error.status >= 500;
 }
 
-// The errors of a query the server could not run or read (POST /query, a search's q and range).
-const QUOTES_THE_QUERY = new Set(["invalid_query", "query_failed"]);
+// The errors of a query the server could not run or read (POST /query, a search's q and range, a rule's backtest).
+const QUOTES_THE_QUERY = new Set(["invalid_query", "query_failed", "rule_failed"]);
 
 // An API error shown where its content would have been: the message, each detail, what to do (a page's
 // own advice, or the scopes' for a 403), and a retry when one can help.
@@ -159,15 +159,18 @@ export function errorBox(error, retry, advice) {
   // A refused query's message quotes the query as written (DuckDB's "LINE 1: ..." over a caret, a search's term),
   // and says the forms a time takes: a time there is text, not the server's (rewritten, it quoted SQL that was
   // never sent, and the caret pointed beside the mistake).
-  const shown = QUOTES_THE_QUERY.has(error.code) ? (text) => text : timesShown;
+  // It is shown verbatim, its lines kept (the caret under the word at fault).
+  const quotes = QUOTES_THE_QUERY.has(error.code);
+  const shown = quotes ? (text) => text : timesShown;
+  const verbatim = quotes ? "verbatim" : null;
   const details = (error.details || []).map((d) => [d.field, d.reason || d.message].filter(Boolean).join(": "))
-    .filter((text) => !error.message.includes(text)).map((text) => h("li", { text: shown(text) }));
+    .filter((text) => !error.message.includes(text)).map((text) => h("li", { class: verbatim, text: shown(text) }));
   // A server that did not answer: the box asks again by itself, and retries once it answers while still shown
   // (Explore did; the other pages stayed on the error after the server was back).
   const waiting = retry && error.code === "network" && !advice;
   const box = h("div", { class: "error-box", role: "alert" },
     h("strong", { text: error.status ? `Error ${error.status}` : "Error" }),
-    h("p", { text: shown(error.message) }),
+    h("p", { class: verbatim, text: shown(error.message) }),
     details.length ? h("ul", {}, details) : null,
     advice ? h("p", { text: advice })
       : waiting ? h("p", { class: "muted", text: "This page asks again every few seconds, and goes on once loglake answers." })

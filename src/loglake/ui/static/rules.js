@@ -88,7 +88,7 @@ function runsTable(runs) {
     h("thead", {}, h("tr", {}, ["Window", "Outcome", "Rows read", "Matches", "New alerts", "Took"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, runs.map((run) => h("tr", {},
       h("td", { text: `${when(run.since)} → ${when(run.until)}` }),
-      h("td", { class: run.outcome === "ok" ? "" : "error", text: run.error ? `${run.outcome}: ${run.error}` : run.outcome }),
+      h("td", { class: run.outcome === "ok" ? "" : "error verbatim", text: run.error ? `${run.outcome}: ${run.error}` : run.outcome }),
       h("td", { class: "num", text: run.rows_scanned?.toLocaleString() ?? "" }),
       h("td", { class: "num", text: run.matches ?? "" }),
       h("td", { class: "num", text: run.new_alerts ?? "" }),
@@ -101,7 +101,7 @@ async function runTests(id, box, signal) {
     const result = await api(`/rules/${encodeURIComponent(id)}/test`, { method: "POST", signal });
     replace(box, h("h2", { text: `Tests: ${result.passed} passed, ${result.failed} failed` }),
       h("ul", {}, result.tests.map((t) => h("li", { class: t.passed ? "" : "error" }, `${t.passed ? "✓" : "✗"} ${t.name}`,
-        t.failures.length ? h("ul", {}, t.failures.map((f) => h("li", { text: f }))) : null))));
+        t.failures.length ? h("ul", {}, t.failures.map((f) => h("li", { class: "verbatim", text: f }))) : null))));
   } catch (error) {
     if (error.name !== "AbortError") replace(box, errorBox(error, () => runTests(id, box, signal)));
   }
