@@ -934,3 +934,25 @@ def test_a_refused_querys_message_quotes_its_times_as_written(browser, loglake):
         assert "'\"2026-01-01T00:00:00Z'" in page.locator(".results .error-box").inner_text()
     finally:
         context.close()
+
+
+def test_a_filter_of_spaces_alone_is_no_filter(page, loglake):
+    """A UI trial: the alerts' text filter of spaces sent q=+++ and said "No alert matches these filters"."""
+    raise_alert(loglake, id=str(uuid.uuid4()), title="Spaces are no filter", level="low")
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/alerts?level=low")
+    page.get_by_label("Text in the title or rule").fill("   ")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(loglake.url + "/ui/alerts?level=low")
+    page.get_by_role("link", name="Spaces are no filter").wait_for()
+    page.get_by_label("Text in the title or rule").fill("  no filter ")  # (the spaces around a text are not its own)
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(loglake.url + "/ui/alerts?level=low&q=no+filter")
+    page.get_by_role("link", name="Spaces are no filter").wait_for()
+    # a search alike, and a link's
+    page.goto(loglake.url + "/ui/explore?q=+++")
+    page.locator(".record").first.wait_for()
+    assert page.locator("#q").input_value() == ""
+    page.locator("#q").fill("  ")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile(r".*/ui/explore\?range=1h$"))

@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, formatTime, h, jsonNodes, link, replace, textBox, timeZone, timesShown, typed } from "./dom.js";
+import { counted, filterText, formatTime, h, jsonNodes, link, replace, textBox, timeZone, timesShown } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
 import { groupSearch, term } from "./terms.js";
@@ -29,17 +29,18 @@ export function render(main, context) {
 // `signal`: aborted once the list is left. Its answer is drawn into its own chips only: the answer of a list left
 // for other filters, arriving late, drew its counts over the newer list's (main held the newer list's chips).
 function drawList(main, { params, navigate }, signal) {
-  const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
+  // (a link's q= of spaces alone is no filter, as the box's: see filterText)
+  const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: (params.get("q") || "").trim() };
   listShown = url("/ui/alerts", filters);
   // (with the text typed in the box, asked for or not: a status chip clicked after typing dropped it)
-  const go = (changes) => navigate(url("/ui/alerts", { ...filters, q: typed(text.value), ...changes }));
+  const go = (changes) => navigate(url("/ui/alerts", { ...filters, q: filterText(text.value), ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
   const text = textBox({ name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
   const statusChips = h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" });
   const levelChips = h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" });
   const ruleButton = filters.rule ? h("button", { type: "button", id: "rule-filter", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null;
   replace(main, h("h1", { text: "Alerts" }),
-    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: typed(text.value) }); } },
+    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: filterText(text.value) }); } },
       statusChips, levelChips, text, h("button", { type: "submit", text: "Filter" }), ruleButton),
     box);
   load();

@@ -36,6 +36,12 @@ export function typed(text) {
   return text.replace(PRINTED_BIDI_CONTROL, (escape) => String.fromCharCode(parseInt(escape.slice(2), 16)));
 }
 
+// A filter's text as searched, from its box: what it means (typed()), without the spaces around it. Spaces alone
+// are no filter: they were sent as q=+++, and the alerts said "No alert matches these filters".
+export function filterText(text) {
+  return typed(text).trim();
+}
+
 // A value as JSON text (JSON.stringify's), for h()'s children: each string, a key or a value, isolated (<bdi>) from
 // the text around it. Two right-to-left strings with the neutral `": "` between them read as one right-to-left run,
 // so a key and its value (an array's items) showed swapped: a record's {"מפתח": "ערך"} read "ערך" :"מפתח".

@@ -3,7 +3,7 @@
 // facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
 import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, jsonNodes, printable, replace, setTimeZone, textBox, timeZone, typed } from "./dom.js";
+import { SEVERITIES, copyButton, counted, filterText, formatCount, formatTime, h, jsonNodes, printable, replace, setTimeZone, textBox, timeZone, typed } from "./dom.js";
 import { isStructured } from "./json.js";
 import { startTail } from "./tail.js";
 import { FIELDS, RECORD_FIELDS, attributeKey, term, withTerm } from "./terms.js";
@@ -24,7 +24,7 @@ function stateOf(params) {
   const absolute = from > 0 && to > from;
   const now = Date.now();
   return {
-    q: params.get("q") || "",
+    q: (params.get("q") || "").trim(), // (a link's q= of spaces alone is no query, as the box's: see filterText)
     range: absolute ? "" : range,
     since: absolute ? from : now - duration,
     until: absolute ? to : now,
@@ -54,7 +54,7 @@ export function render(main, { params, navigate }) {
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
   const queryBox = queryInput(state, left.signal);
-  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: typed(queryBox.input.value) }); } },
+  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: filterText(queryBox.input.value) }); } },
     queryBox.root,
     rangePicker(state, go),
     h("button", { type: "submit", class: "primary", text: "Search" }));
