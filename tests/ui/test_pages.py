@@ -956,3 +956,40 @@ def test_a_filter_of_spaces_alone_is_no_filter(page, loglake):
     page.locator("#q").fill("  ")
     page.get_by_role("button", name="Search").click()
     page.wait_for_url(re.compile(r".*/ui/explore\?range=1h$"))
+
+
+def test_a_suppressions_time_is_shown_in_the_zone_of_every_time_on_the_page(browser, loglake):
+    """A UI trial: a suppressed alert's note said "until 2027-12-31T00:00:00.000Z" (the server's UTC) beside the
+    page's local times; a person's note stays as written."""
+    suppressed, noted = str(uuid.uuid4()), str(uuid.uuid4())
+    until = "2027-12-31T00:00:00.000Z"
+    changed = {"status_ms": 1_764_700_200_000}
+    raise_alert(
+        loglake,
+        id=suppressed,
+        title="Held back",
+        status="suppressed",
+        status_by="rule",
+        status_note=f"load tests (until {until})",
+        **changed,
+    )
+    raise_alert(
+        loglake,
+        id=noted,
+        title="Noted",
+        status="acknowledged",
+        status_by="admin",
+        status_note=f"the migration ends at {until}",
+        **changed,
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{suppressed}")
+        note = page.locator("dd").filter(has_text="load tests")
+        assert note.inner_text() == "load tests (until 2027-12-30 19:00:00.000)"
+        page.goto(f"{loglake.url}/ui/alerts/{noted}")
+        assert page.locator("dd").filter(has_text="migration").inner_text() == f"the migration ends at {until}"
+    finally:
+        context.close()

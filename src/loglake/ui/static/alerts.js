@@ -10,6 +10,7 @@ import { groupSearch, term } from "./terms.js";
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
 const SHOWN = 200; // alerts listed, newest first
+const BY_RULE = "rule"; // who changed an alert's status when the engine did (alerts/apply.py's BY_RULE)
 // sessionStorage: each alert's note typed and not yet sent, by alert id. A session that ended while a note was
 // typed sent the person to sign in, and the note was gone when they came back to the alert.
 const NOTES_KEY = "loglake-alert-notes";
@@ -153,7 +154,7 @@ function alertView(alert, allows, reload, navigate, unsent) {
     h("h1", { tabindex: "-1" }, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),
     h("dl", { class: "facts" },
       fact("Status", alert.status + (alert.status_change ? ` by ${alert.status_change.by} at ${formatTime(Date.parse(alert.status_change.at))}` : "")),
-      alert.status_change?.note ? fact("Note", alert.status_change.note) : null,
+      alert.status_change?.note ? fact("Note", noteShown(alert.status_change)) : null,
       fact("Rule", link(`/ui/rules/${encodeURIComponent(alert.rule_id)}`, alert.rule_title)),
       fact("Matches", String(alert.match_count)),
       fact("First seen", formatTime(Date.parse(alert.first_seen))),
@@ -168,6 +169,12 @@ function alertView(alert, allows, reload, navigate, unsent) {
     h("h2", { text: "Deliveries" }),
     h("div", { class: "deliveries" }, h("p", { class: "progress", text: "Loading deliveries…" })),
   ];
+}
+
+// A note as written, but the rule's (a suppression's "load tests (until 2027-12-31T00:00:00.000Z)"), whose times are
+// the server's UTC: in the zone of every time on the page, as a server's messages are (timesShown).
+function noteShown({ by, note }) {
+  return by === BY_RULE ? timesShown(note) : note;
 }
 
 // Evidence holds what the rule's query gave: records as the rule saw them (a Sigma rule's, a SQL rule's that
