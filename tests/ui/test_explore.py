@@ -384,6 +384,25 @@ def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
     page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
 
 
+def test_a_link_with_a_hash_opened_without_a_session_comes_back_whole_after_signing_in(page, loglake):
+    """A UI trial: the server sends a page opened without a session to /login?next=<its path and query>, and the
+    browser keeps the link's #hash on the sign-in page (it never reaches the server); signing in dropped it."""
+    page.goto(loglake.url + "/ui/explore?q=gateway#results")
+    page.wait_for_url("**/login?next=**#results")
+    page.get_by_label("API key").fill("llk_not-a-key")  # (refused first: the page asked for is kept meanwhile)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("That key is not valid, or was revoked").wait_for()
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
+    # a link to another site is still not followed, hash or not
+    page.context.clear_cookies()
+    page.goto(loglake.url + "/login?next=https%3A%2F%2Fexample.com%2Fui%2F#results")
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore")
+
+
 def test_an_opened_record_shows_its_message_whole_and_its_attributes_apart(page, loglake):
     """A stack trace was one line in the row and \\n escapes in the JSON, and an attribute named service read as
     the record's own service."""

@@ -10,4 +10,8 @@ if (error) {
   box.textContent = Object.hasOwn(reasons, error) ? reasons[error] : reasons[""];
   box.hidden = false;
 }
-document.getElementById("next").value = params.get("next") || "";
+// The page's #hash goes along: the server's redirect here named the page asked for without it (a hash never reaches
+// the server), the browser kept it on this page, and the sign-in's redirect back dropped it. (A next= of the UI's own
+// signIn() holds its hash already; the server follows next= only to a path under /ui/, hash or not.)
+const next = params.get("next") || "";
+document.getElementById("next").value = next && !next.includes("#") ? next + location.hash : next;
