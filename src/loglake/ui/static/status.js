@@ -6,6 +6,9 @@ import { stackedBars } from "./chart.js";
 import { copyButton, counted, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
 
 const SCOPES = ["ingest", "read", "alerts", "admin"];
+// sessionStorage: the new key's form as filled and not yet sent, as the SQL page keeps its draft and an alert its
+// note: a session that ended meanwhile sent the person to sign in from "Create key", and back here the name was gone.
+const DRAFT_KEY = "loglake-key-draft";
 
 export function render(main, { allows }) {
   const sections = {
@@ -112,14 +115,17 @@ async function loadKeys(box) {
   const list = h("div", {}, h("p", { class: "progress", text: "Loading keys…" }));
   const made = h("div", { role: "status" });
   // pattern, maxlength and the title that says them, as the server checks a name (the page's data-key-name)
-  const name = h("input", { type: "text", name: "name", required: true, ...JSON.parse(document.body.dataset.keyName), "aria-label": "New key's name", placeholder: "name, e.g. ci" });
-  const scopes = SCOPES.map((scope) => h("label", {}, h("input", { type: "checkbox", name: "scope", value: scope, checked: scope === "read" }), ` ${scope}`));
+  const draft = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null") || { name: "", scopes: ["read"], rate: "", burst: "" };
+  const name = h("input", { type: "text", name: "name", required: true, ...JSON.parse(document.body.dataset.keyName), "aria-label": "New key's name", placeholder: "name, e.g. ci", value: draft.name });
+  const scopes = SCOPES.map((scope) => h("label", {}, h("input", { type: "checkbox", name: "scope", value: scope, checked: draft.scopes.includes(scope) }), ` ${scope}`));
   // left empty, the server's rate and burst apply; a rate without a burst gets one second's worth
-  const rate = h("input", { type: "number", name: "rate_limit", min: "0.001", step: "any", "aria-label": "New key's rate limit (requests per second)", placeholder: "requests/s" });
-  const burst = h("input", { type: "number", name: "rate_burst", min: "1", step: "1", "aria-label": "New key's burst (requests at once)", placeholder: "burst" });
-  const form = h("form", { class: "toolbar", onsubmit: async (e) => {
+  const rate = h("input", { type: "number", name: "rate_limit", min: "0.001", step: "any", "aria-label": "New key's rate limit (requests per second)", placeholder: "requests/s", value: draft.rate });
+  const burst = h("input", { type: "number", name: "rate_burst", min: "1", step: "1", "aria-label": "New key's burst (requests at once)", placeholder: "burst", value: draft.burst });
+  const ticked = () => scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  const form = h("form", { class: "toolbar", oninput: () => sessionStorage.setItem(DRAFT_KEY,
+    JSON.stringify({ name: name.value, scopes: ticked(), rate: rate.value, burst: burst.value })), onsubmit: async (e) => {
     e.preventDefault();
-    const chosen = scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+    const chosen = ticked();
     if (!chosen.length) { // (the API's own words were for its JSON: "scopes: must be an array of length >= 1")
       replace(made, h("p", { class: "error", text: "Tick at least one scope for the new key." }));
       return;
@@ -130,6 +136,7 @@ async function loadKeys(box) {
       replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
         h("p", { class: "secret", text: key.secret }), copyButton(key.secret, "Copy the secret")));
       for (const input of [name, rate, burst]) input.value = "";
+      sessionStorage.removeItem(DRAFT_KEY);
       drawKeys(list, made);
     } catch (error) {
       replace(made, errorBox(error));
