@@ -395,12 +395,15 @@ def test_a_link_with_a_hash_opened_without_a_session_comes_back_whole_after_sign
     page.get_by_label("API key").fill(loglake.read_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
-    # a link to another site is still not followed, hash or not
+    # a link to another site is still not followed, hash or not (the Explore page left first: signed out under it,
+    # its own requests' 401 would send it to sign in again, racing this page)
+    page.goto("about:blank")
     page.context.clear_cookies()
     page.goto(loglake.url + "/login?next=https%3A%2F%2Fexample.com%2Fui%2F#results")
     page.get_by_label("API key").fill(loglake.read_key)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(loglake.url + "/ui/explore")
+    # (the UI's own page, its hash kept or not: the browser may carry the sign-in page's over the redirect)
+    page.wait_for_url(re.compile(re.escape(loglake.url) + r"/ui/explore(#.*)?$"))
 
 
 def test_an_opened_record_shows_its_message_whole_and_its_attributes_apart(page, loglake):
