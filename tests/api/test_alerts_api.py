@@ -152,6 +152,17 @@ async def test_acknowledge_and_resolve_record_the_keys_name_and_the_note(
     assert [kind for kind, _ in events_of(alerts, alert_id)] == ["trigger", "acknowledge", "resolve"]
 
 
+async def test_a_note_of_spaces_is_no_note_and_a_notes_own_spaces_around_it_go(
+    app: LoglakeApp, alerts: sqlite3.Connection
+) -> None:
+    alert_id = insert_alert(alerts)
+    async with asgi_client(app, key_for(app, "read,alerts", "oncall-alice")) as alice:
+        acked = await alice.post(f"/alerts/{alert_id}/acknowledge", json={"note": "   "})
+        assert acked.status_code == 200 and acked.json()["status_change"]["note"] is None, acked.text
+        resolved = await alice.post(f"/alerts/{alert_id}/resolve", json={"note": "  restarted the worker \n"})
+        assert resolved.json()["status_change"]["note"] == "restarted the worker"
+
+
 async def test_the_change_is_stamped_with_the_servers_clock(settings: Settings, alerts: sqlite3.Connection) -> None:
     alert_id = insert_alert(alerts)
     app = LoglakeApp.from_settings(settings, clock=lambda: (T0 + 5_000) / 1000)

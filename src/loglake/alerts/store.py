@@ -280,6 +280,10 @@ def change_status(
         raise ValueError(f"an alert can be changed to {' or '.join(TRANSITIONS)}, not {status!r}")
     if note is not None and len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"the note is {len(note)} characters long; at most {MAX_NOTE_CHARS} are kept")
+    # (a note of spaces alone, a note box left blank but for them, is no note: it showed as an empty "Note", and the
+    # messages sent to destinations a "By" of "alice:   ")
+    if note is not None:
+        note = note.strip() or None
     with _transaction(conn):
         alert = get_alert(conn, alert_id)
         if alert is None:
