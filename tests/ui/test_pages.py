@@ -875,13 +875,7 @@ def test_a_note_typed_when_the_session_ended_is_there_after_signing_in_again(pag
     page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
     written = "the queue drains again after the restart"
     page.get_by_label("Note (optional)").fill(written)
-    page.context.clear_cookies()  # (the session ended: expired, or signed out in another tab)
-    page.get_by_role("button", name="Acknowledge").click()
-    page.wait_for_url("**/login?**")
-    page.get_by_text("Your session has ended").wait_for()
-    page.get_by_label("API key").fill(loglake.admin_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**/ui/alerts/{alert_id}")
+    _click_after_the_session_ended(page, loglake, "Acknowledge", f"**/ui/alerts/{alert_id}")
     note = page.get_by_label("Note (optional)")
     assert note.input_value() == written
     page.get_by_role("button", name="Acknowledge").click()
@@ -1004,13 +998,7 @@ def test_a_new_keys_form_filled_when_the_session_ended_is_there_after_signing_in
     page.get_by_role("checkbox", name="read").uncheck()
     page.get_by_role("checkbox", name="ingest").check()
     page.get_by_label("New key's rate limit (requests per second)").fill("2")
-    page.context.clear_cookies()  # (the session ended: expired, or signed out in another tab)
-    page.get_by_role("button", name="Create key").click()
-    page.wait_for_url("**/login?**")
-    page.get_by_text("Your session has ended").wait_for()
-    page.get_by_label("API key").fill(loglake.admin_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/ui/status")
+    _click_after_the_session_ended(page, loglake, "Create key", "**/ui/status")
     assert page.get_by_label("New key's name").input_value() == "nightly-export"
     assert page.get_by_role("checkbox", name="ingest").is_checked()
     assert not page.get_by_role("checkbox", name="read").is_checked()
@@ -1023,3 +1011,15 @@ def test_a_new_keys_form_filled_when_the_session_ended_is_there_after_signing_in
     page.reload()  # once created, the form starts afresh
     assert page.get_by_label("New key's name").input_value() == ""
     assert page.get_by_role("checkbox", name="read").is_checked()
+
+
+def _click_after_the_session_ended(page, loglake, button: str, back_at: str) -> None:
+    """The session ends (expired, or signed out in another tab), then `button` is clicked: the sign-in page says so,
+    and signing in again goes back to the page (`back_at`, a URL pattern)."""
+    page.context.clear_cookies()
+    page.get_by_role("button", name=button).click()
+    page.wait_for_url("**/login?**")
+    page.get_by_text("Your session has ended").wait_for()
+    page.get_by_label("API key").fill(loglake.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(back_at)
