@@ -10,6 +10,7 @@ cut is marked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -227,14 +228,31 @@ def exception_from_text(text: str) -> dict[str, str] | None:
 
 
 def _fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], logger: str, encode: Callable) -> bytes:
-    """The attributes and marks as JSON within the server's limits; the logger's name and why when they are
-    no JSON (a value whose str() raises, a key that is not text, a value that holds itself)."""
+    """The attributes and marks as JSON within the server's limits; a value that is no JSON (its str() raises, it
+    holds itself) as a text saying why; the logger's name and why alone when a key is not text."""
     try:
         return fit_attributes_json(attributes, marks, _LIMITS, [], encode)
     except Exception as e:
         if type(e) is UnicodeEncodeError and encode is _encode:
             raise  # text that no UTF-8 holds: LineMaker.line makes it valid, and marks it
-        return encode({"logger": logger, "attributes_dropped": valid_text(f"not JSON: {e}"), **marks})
+        why = e
+    # Each value that is no JSON said so in its place, the others kept: one such `extra=` value (an object whose
+    # str() raises, a dict that holds itself) dropped every attribute of its record, the logger's name aside.
+    with contextlib.suppress(Exception):  # (a key that is not text: no attribute can be told apart from it)
+        return fit_attributes_json(_json_values(attributes, encode), marks, _LIMITS, [], encode)
+    return encode({"logger": logger, "attributes_dropped": valid_text(f"not JSON: {why}"), **marks})
+
+
+def _json_values(attributes: dict[str, Any], encode: Callable) -> dict[str, Any]:
+    """The attributes, each value that `encode` cannot make JSON of as a text saying why."""
+    kept: dict[str, Any] = {}
+    for name, value in attributes.items():
+        try:
+            encode({name: value})
+        except Exception as e:
+            value = valid_text(f"not JSON: {e}")
+        kept[name] = value
+    return kept
 
 
 def valid_text(value: Any, depth: int = 0) -> Any:

@@ -99,7 +99,7 @@ def test_bytes_in_extra_are_their_str_as_in_a_message(server, key, make_handler)
         "raw": "b'GET /\\x00'",
         "nested": {"parts": ["bytearray(b'a')", 1]},
     }
-    assert "not JSON" in logs[1]["attributes"]["attributes_dropped"]
+    assert logs[1]["attributes"]["logger"] == "app.bytes" and logs[1]["attributes"]["loop"].startswith("not JSON")
 
 
 def test_closing_at_debug_level_counts_nothing_its_own_client_logs(server, key, make_handler, capfd) -> None:
@@ -533,7 +533,8 @@ def test_records_over_the_limits_are_fitted_as_loglake_send_fits_them(server, ke
     assert long_ascii["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
     assert long_euro["message"] == "€" * 87_381  # 262,143 bytes
     assert long_euro["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
-    assert unprintable["attributes"] == {"logger": "fitting", "attributes_dropped": "not JSON: no"}
+    # (the value that is no JSON says so in its place; the others stay: they went with it, the logger's name aside)
+    assert unprintable["attributes"] == {"logger": "fitting", "bad": "not JSON: no", "user": "dave"}
     assert empty["message"] == "(empty message)"
 
 
