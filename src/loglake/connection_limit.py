@@ -10,6 +10,7 @@ soon as it is accepted, as HAProxy's maxconn or nginx's worker_connections leave
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import sys
@@ -29,6 +30,21 @@ SYSLOG_SHARE = 0.5
 REFUSALS_QUIET_SECONDS = 60.0
 
 _http_log = logging.getLogger("uvicorn.error")  # (uvicorn's own warnings about requests went there: kept)
+
+
+def open_file_limit() -> int:
+    """The process's open file limit (RLIMIT_NOFILE's soft one), which the connections and the server's files share."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def raise_file_limit() -> None:
+    """Raise the process's open file limit to its hard limit, as nginx (worker_rlimit_nofile) and Go's runtime do:
+    it bounds the connections the server holds, and a shell's usual soft limit (1024, under a hard one of a million)
+    held a server to 512."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # (macOS refuses an unlimited one: the soft limit stays)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class ConnectionLimit:

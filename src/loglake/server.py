@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import gc
 import logging
-import resource
 import shlex
 import shutil
 import signal
@@ -24,7 +22,7 @@ from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
-from loglake.connection_limit import ConnectionLimit
+from loglake.connection_limit import ConnectionLimit, open_file_limit, raise_file_limit
 from loglake.http_protocol import HttpProtocol
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.location import lake_description
@@ -144,7 +142,7 @@ SERVER_LOCK = "server.lock"  # held by the one `loglake serve` of a data dir, fo
 
 
 def _serve(settings: Settings, out: TextIO) -> None:
-    _raise_file_limit()
+    raise_file_limit()
     sock = bind(settings)
     malloc.limit_arenas()  # before the app starts its threads
     try:
@@ -234,7 +232,7 @@ def check_lake_store(app: LoglakeApp, settings: Settings, out: TextIO) -> None:
 
 def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
     """How `loglake serve` runs the app on uvicorn (bench/b1_in_process.py drives the same protocol)."""
-    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    files = open_file_limit()
     syslog = app.runtime.syslog
     refused = functools.partial(app.metrics.connections_refused.inc, ())
     limit = ConnectionLimit.http(files, refused, syslog=syslog is not None and syslog.streams)
@@ -277,16 +275,6 @@ def _log_to(access_log: AccessLog) -> None:
     root = logging.getLogger()
     root.addHandler(LogRecords(access_log))
     root.setLevel(logging.WARNING)
-
-
-def _raise_file_limit() -> None:
-    """Raise the process's open file limit to its hard limit, as nginx (worker_rlimit_nofile) and Go's runtime do:
-    it bounds the connections the server holds (connection_limit.ConnectionLimit), and a shell's usual soft limit
-    (1024, under a hard one of a million) held a server to 512."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):  # (macOS refuses an unlimited one: the soft limit stays)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _tune_gc() -> None:

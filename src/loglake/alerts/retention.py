@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from loglake.alerts.db import ALERTS_DB, open_alerts_db
@@ -33,13 +35,8 @@ _EXPIRED = (
 
 def count_expired_alerts(data_dir: Path, before_ms: int) -> int:
     """How many alerts expire_alerts would delete (`loglake retention --dry-run`)."""
-    if not before_ms or not (Path(data_dir) / ALERTS_DB).exists():
-        return 0
-    conn = _open(data_dir)
-    try:
-        return conn.execute(f"SELECT count(*) {_EXPIRED}", (before_ms,)).fetchone()[0]
-    finally:
-        conn.close()
+    with _expiring(data_dir, before_ms) as conn:
+        return 0 if conn is None else conn.execute(f"SELECT count(*) {_EXPIRED}", (before_ms,)).fetchone()[0]
 
 
 def expire_alerts(
@@ -48,27 +45,31 @@ def expire_alerts(
     """Delete the resolved alerts of the data dir resolved before `before_ms` (0: none) and what is theirs alone
     (see the module doc), `batch` alerts a transaction, until none is left or `stop` is set; how many went. A data
     dir without alerts.db is left without one."""
-    if not before_ms or not (Path(data_dir) / ALERTS_DB).exists():
-        return 0
-    conn = _open(data_dir)
     deleted = 0
-    try:
-        while stop is None or not stop.is_set():
+    with _expiring(data_dir, before_ms) as conn:
+        while conn is not None and (stop is None or not stop.is_set()):
             with write_transaction(conn):
                 ids = [row[0] for row in conn.execute(f"SELECT a.id {_EXPIRED} LIMIT ?", (before_ms, batch))]
                 _delete(conn, ids)
             deleted += len(ids)
             if len(ids) < batch:
                 break
-    finally:
-        conn.close()
     return deleted
 
 
-def _open(data_dir: Path) -> sqlite3.Connection:
+@contextmanager
+def _expiring(data_dir: Path, before_ms: int) -> Iterator[sqlite3.Connection | None]:
+    """alerts.db opened for a retention that keeps the alerts resolved from `before_ms` on; None when there is
+    nothing to look at (no cutoff, or no alerts.db: none is made)."""
+    if not before_ms or not (Path(data_dir) / ALERTS_DB).exists():
+        yield None
+        return
     conn = open_alerts_db(data_dir)
-    migrate_schema(conn, OUTBOX_SCHEMA)  # (a data dir whose delivery never ran has no outbox yet)
-    return conn
+    try:
+        migrate_schema(conn, OUTBOX_SCHEMA)  # (a data dir whose delivery never ran has no outbox yet)
+        yield conn
+    finally:
+        conn.close()
 
 
 def _delete(conn: sqlite3.Connection, ids: list[str]) -> None:

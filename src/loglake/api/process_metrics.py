@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from loglake.api.metrics import Counter, gauge_lines
+from loglake.connection_limit import open_file_limit
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # (where /proc exists, sysconf does)
 _PAGE_BYTES = resource.getpagesize()
@@ -63,7 +64,7 @@ class ProcessFigures:
                 "process_max_fds",
                 "The most open file descriptors the process may hold.",
                 (),
-                {(): resource.getrlimit(resource.RLIMIT_NOFILE)[0]},
+                {(): open_file_limit()},
             ),
         ]
         if _PROC_SELF.is_dir():

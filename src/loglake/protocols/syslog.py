@@ -21,7 +21,6 @@ import errno
 import functools
 import ipaddress
 import logging
-import resource
 import socket
 import ssl
 import threading
@@ -36,7 +35,7 @@ from loglake.config import (
     parse_networks,
     time_zone,
 )
-from loglake.connection_limit import ConnectionLimit
+from loglake.connection_limit import ConnectionLimit, open_file_limit
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -101,8 +100,9 @@ class SyslogListeners:
         # before this): many senders, or one with many source addresses, took every file descriptor, and then the
         # server's own files failed (SQLite, the lake's parts, DuckDB's queries: `Too many open files`).
         self.open_streams = 0
-        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.limit = ConnectionLimit.syslog(files, lambda: self.report(SyslogTally(connections_server_full=1)))
+        self.limit = ConnectionLimit.syslog(
+            open_file_limit(), lambda: self.report(SyslogTally(connections_server_full=1))
+        )
         # Each listener's own (the rate is per listener): with one for all, a TCP sender's backlog kept it in debt
         # and every UDP datagram meanwhile was dropped.
         self.allowances = {kind: Allowance(settings.syslog_rate_limit, monotonic()) for kind in ("udp", "tcp", "tls")}
