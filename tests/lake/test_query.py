@@ -258,7 +258,8 @@ def test_what_a_big_query_took_goes_back_to_the_system(local_engine: QueryEngine
     1.2 GiB of RSS, still there minutes later (a trial)."""
     before = _anonymous_mib()
     with pytest.raises(QueryError) as refused:
-        local_engine.query("SELECT list(repeat('y', 1000)) FROM range(3000000)")
+        # (time enough to reach the memory limit on a busy machine: the default timeout came first once in CI)
+        local_engine.query("SELECT list(repeat('y', 1000)) FROM range(3000000)", timeout_seconds=120)
     assert refused.value.code == "query_too_large"
     deadline = time.monotonic() + 20
     while _anonymous_mib() > before + 300 and time.monotonic() < deadline:
