@@ -22,6 +22,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
 from tests.conftest import asgi_client, key_for
 from tests.conftest import run_cli as run
+from tests.store.contract import record
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -479,6 +480,24 @@ def test_a_retention_reaching_before_1970_keeps_everything(tmp_path: Path) -> No
     result = run("retention", "--dry-run", "--days", "1000000", "--data-dir", str(data))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("keeping 1970-01-01 on (today, UTC, and the 1000000 days before)")
+
+
+def test_retention_by_hand_drops_the_old_records_still_hot(tmp_path: Path) -> None:
+    """A record 60 days old still in hot.db (the server stopped before its flush) stayed in every read after
+    `loglake retention --days 30`, and was flushed into its day later."""
+    data = tmp_path / "data"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    store = SQLiteHotStore(data / "hot.db")
+    now_ms = int(time.time() * 1000)
+    store.put([record(now_ms - 60 * DAY_MS, "old"), record(now_ms - 60_000, "new")])
+    store.close()
+    dry = run("retention", "--dry-run", "--days", "30", "--data-dir", str(data))
+    assert "would delete 0 partition(s)" in dry.stdout
+    assert "  and, older, not in the lake yet: 1 hot record(s), 0 waiting bulk batch(es)\n" in dry.stdout
+    done = run("retention", "--days", "30", "--data-dir", str(data))
+    assert done.exit_code == 0 and "deleted 1 partition(s)" in done.stdout, done.output
+    left = run("query", "--format", "csv", "--data-dir", str(data), "SELECT message FROM logs")
+    assert left.stdout.splitlines() == ["message", "new"]
 
 
 def test_a_data_dir_of_the_wrong_type_in_the_config_file_is_named(tmp_path: Path, monkeypatch) -> None:

@@ -145,8 +145,9 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
             setting = "--days" if days_given else runtime.settings.named("retention_days")
             click.echo(f"{setting} is 0: the lake keeps everything")
             return
-        expired = lake.expired_partitions() if dry_run else lake.expire()
         cutoff = lake.retention_cutoff()
+        not_moved = lake.not_moved_before(lake.retention_start_ms()) if dry_run else (0, 0)
+        expired = lake.expired_partitions() if dry_run else lake.expire()
         if not dry_run:
             lake.collect_garbage()
         waiting = lake.store.read("SELECT count(*) FROM lake_garbage")[0][0]
@@ -155,6 +156,9 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
     click.echo(f"keeping {cutoff} on (today, UTC, and the {days} days before); {verb} {len(expired)} partition(s)")
     for p in expired:
         click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
+    hot, batches = not_moved
+    if hot or batches:  # (a real run moves them into their days first, which it then lists)
+        click.echo(f"  and, older, not in the lake yet: {hot:,} hot record(s), {batches} waiting bulk batch(es)")
     if waiting and not dry_run:
         click.echo(f"({waiting} object(s) that a running query may be reading go when it ends, in minutes at most)")
 

@@ -21,8 +21,10 @@ from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
+from tests.lake.test_bulk import batch as bulk_batch
 from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, one_service_per_row_group, seed
 from tests.store.contract import record
 
@@ -197,6 +199,24 @@ def test_retention_drops_whole_old_partitions(store: SQLiteHotStore, object_stor
     assert forever.expired_partitions() == []
     lake.close()
     forever.close()
+
+
+def test_retention_drops_the_old_records_not_in_the_lake_yet_too(store: SQLiteHotStore, tmp_path: Path) -> None:
+    """`loglake retention --days N` by hand (shorter than the server's, or the server stopped) dropped the lake's old
+    days only: their records still hot or in waiting bulk batches stayed in every read, then moved into days the
+    retention had passed."""
+    store.use_schema(LAKE_SCHEMA)
+    seed(store, days=3)
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(retention_days=398, grace_ms=0))
+    lake.clock = lambda: NOW
+    lake.bulk.submit(bulk_batch(days=3, per_day=1000)).result()  # waits in hot.db, in one batch over the cutoff
+    assert lake.hot_records() == 3900 and lake.store.read("SELECT count(*) FROM bulk_batches") == [(1,)]
+    assert lake.not_moved_before(lake.retention_start_ms()) == (600, 1)
+    assert [(p.day, p.records) for p in lake.expire()] == [("2026-11-01", 1300), ("2026-11-02", 1300)]
+    days = lake.engine.query("SELECT date::VARCHAR, count(*) FROM logs GROUP BY 1 ORDER BY 1").rows
+    assert days == [("2026-11-03", 1300)]
+    assert lake.hot_records() == 300  # the kept day's hot records stay hot
+    lake.close()
 
 
 def test_the_hot_store_keeps_only_its_window_and_cap(store: SQLiteHotStore, tmp_path: Path) -> None:

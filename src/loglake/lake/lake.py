@@ -39,7 +39,7 @@ from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.lake.users_sql import UsersSql
-from loglake.lake.waiting import waiting
+from loglake.lake.waiting import waiting, waiting_batches_in
 from loglake.locks import exclusive_lock
 from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
@@ -341,7 +341,7 @@ class Lake:
         expired = []
         for table in TABLES.values():
             by_day: dict[str, list[LakeFile]] = {}
-            for f in list_files(self.store.read, table.name, until_ms=self._kept_from_ms()):
+            for f in list_files(self.store.read, table.name, until_ms=self.retention_start_ms()):
                 by_day.setdefault(f.day, []).append(f)
             for day, files in sorted(by_day.items()):
                 records, size = sum(f.records for f in files), sum(f.bytes for f in files)
@@ -350,17 +350,23 @@ class Lake:
 
     def retention_cutoff(self) -> date:
         """The oldest day kept: today (UTC) minus the retention days."""
-        return day_of(self._kept_from_ms())
+        return day_of(self.retention_start_ms())
 
-    def _kept_from_ms(self) -> int:
+    def retention_start_ms(self) -> int:
+        """The oldest time kept (0: everything)."""
         return retention_start_ms(int(self.clock() * 1000), self.policy.retention_days)
 
     def expire(self) -> list[ExpiredPartition]:
         """Drop the expired partitions from the catalog (and the client ids of their records); their
-        objects go after the grace period."""
+        objects go after the grace period. The records older than the retention that are not in the lake yet
+        (hot rows, waiting bulk batches) are moved into their days first, to go with them: a `loglake retention
+        --days N` shorter than the server's left them in every read, and the lake's days they moved to later."""
+        if not self.policy.retention_days:
+            return []
+        self._move_expiring(self.retention_start_ms())
         expired = self.expired_partitions()
         if expired:
-            kept_from = self._kept_from_ms()
+            kept_from = self.retention_start_ms()
             keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, until_ms=kept_from)]
             delete_after = int(self.clock() * 1000) + self.policy.grace_ms
 
@@ -370,6 +376,18 @@ class Lake:
 
             self.store.in_write_transaction(drop).result()
         return expired
+
+    def not_moved_before(self, before_ms: int) -> tuple[int, int]:
+        """The hot records timestamped before `before_ms`, and the waiting bulk batches holding any: what expire()
+        moves into the lake first."""
+        return self.store.count_before(before_ms), waiting_batches_in(self.store.read, None, before_ms)
+
+    def _move_expiring(self, before_ms: int) -> None:
+        hot, batches = self.not_moved_before(before_ms)
+        if batches:
+            self.bulk.move_waiting()  # (all of them: they would move within seconds anyway)
+        if hot:
+            self.flusher.flush(before_ms)
 
     def quarantine(self, keys: Iterable[str]) -> list[tuple[LakeFile, bool]]:
         """Take lake files out of the catalog, and so out of every query, with their records (a damaged or lost file

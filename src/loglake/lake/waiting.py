@@ -169,6 +169,14 @@ def any_waiting(read: Read, since_ms: int | None, until_ms: int | None) -> bool:
     return bool(read(sql, (since, until))[0][0])
 
 
+def waiting_batches_in(read: Read, since_ms: int | None, until_ms: int | None) -> int:
+    """How many waiting batches hold any of [since, until) (either bound optional)."""
+    since = -_MAX_INT64 if since_ms is None else since_ms
+    until = _MAX_INT64 if until_ms is None else until_ms
+    sql = "SELECT count(*) FROM bulk_batches WHERE max_ts >= ? AND min_ts < ?"
+    return read(sql, (since, until))[0][0]
+
+
 def waiting_rows_in(read: Read, since_ms: int | None, until_ms: int | None) -> int:
     """The records of the waiting batches holding any of [since, until) (either bound optional): whole
     batches, so at most a batch's records more than the window holds (an estimate's count)."""
