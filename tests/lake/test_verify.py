@@ -9,6 +9,7 @@ import logging
 import random
 import sqlite3
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from tests.conftest import run_cli as run
 from tests.damage import damage_table_page
 from tests.lake.test_compact import catalog, flush_in_small_rounds, parts
 from tests.lake.test_flush import DAY, START, seed
+from tests.store.contract import record
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -283,6 +285,29 @@ def test_quarantine_takes_damaged_and_lost_files_out_of_the_catalog_and_keeps_wh
         assert lake.engine.query("SELECT count(*) FROM logs").rows == [(remaining,)]
         report = verify_data_dir(tmp_path, store, object_store, lambda *progress: None)
         assert report.damaged == [] and report.files == len(files) - 2
+    finally:
+        lake.close()
+
+
+def test_a_quarantined_records_client_id_stores_it_again_when_resent(
+    store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """The flush's map of client ids still named a quarantined record: its resend, the only copy left, was answered as
+    a duplicate and dropped. A client id of a record in another file of the quarantined file's time span still is."""
+    lost_id, kept_id = uuid.UUID(int=1).bytes, uuid.UUID(int=2).bytes
+    lake = Lake(store, object_store, tmp_path, policy=LakePolicy(grace_ms=0, retention_days=0))
+    try:
+        store.put([record(START, "first", client_id=lost_id), record(START + 2000, "third")])
+        lake.flush(everything=True)
+        store.put([record(START + 1000, "second, late", client_id=kept_id)])  # in the first file's span
+        lake.flush(everything=True)
+        first, _ = list_files(store.read, APP_LOGS_TABLE.name)
+        object_store.delete(first.key)
+        assert [file.key for file, _ in lake.quarantine([first.key])] == [first.key]
+        resent, again = record(START, "first, resent", client_id=lost_id), record(START + 1000, "x", client_id=kept_id)
+        assert store.put([resent, again]) == [resent.log_id, store.flushed_id_of(kept_id)]
+        rows = lake.engine.query("SELECT message FROM logs ORDER BY timestamp").rows
+        assert rows == [("first, resent",), ("second, late",)]
     finally:
         lake.close()
 

@@ -29,6 +29,7 @@ from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactRepor
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of, quarantined_key
 from loglake.lake.location import check_lake_location, lake_description
+from loglake.lake.lost_client_ids import lost_client_ids
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, listed_file, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, s3_objects
 from loglake.lake.query import QueryEngine
@@ -43,7 +44,7 @@ from loglake.lake.waiting import waiting, waiting_batches_in
 from loglake.locks import exclusive_lock
 from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_moved import forget_flushed_client_ids
+from loglake.store.sqlite_moved import forget_client_ids, forget_flushed_client_ids
 from loglake.times import format_datetime
 
 log = logging.getLogger("loglake.lake")
@@ -390,8 +391,9 @@ class Lake:
             self.flusher.flush(before_ms)
 
     def quarantine(self, keys: Iterable[str]) -> list[tuple[LakeFile, bool]]:
-        """Take lake files out of the catalog, and so out of every query, with their records (a damaged or lost file
-        that no backup holds: one gone from storage failed every SQL query); each object still in storage is kept
+        """Take lake files out of the catalog, and so out of every query, with their records and the client ids that
+        named them (a damaged or lost file that no backup holds: one gone from storage failed every SQL query; a
+        client may send such a record again); each object still in storage is kept
         as QUARANTINE/<key>, for whatever can be read of it. Under the maintenance lock; each file taken out, and
         whether its object was kept."""
         taken = []
@@ -413,8 +415,15 @@ class Lake:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             gone = [file.key for file, _ in taken]
+            # (their client ids go in the same commit: a resend of such a record was answered as a duplicate)
+            lost = lost_client_ids(self.store.read, self.objects, [file for file, _ in taken])
             now_ms = int(self.clock() * 1000)
-            self.store.in_write_transaction(lambda conn: retire_files(conn, gone, now_ms)).result()
+
+            def take_out(conn: sqlite3.Connection) -> None:
+                retire_files(conn, gone, now_ms)
+                forget_client_ids(conn, lost)
+
+            self.store.in_write_transaction(take_out).result()
             self.collect_garbage()
         return taken
 

@@ -1,5 +1,6 @@
 """The lake's writes of hot rows, in its own transaction on the store's writer connection: deleting the rows a
-flush moved into the lake (keeping their client ids), and forgetting client ids whose records retention dropped."""
+flush moved into the lake (keeping their client ids), and forgetting client ids whose records retention dropped or
+quarantine took out."""
 
 from __future__ import annotations
 
@@ -35,3 +36,8 @@ def forget_flushed_client_ids(conn: sqlite3.Connection, before_ms: int) -> None:
     """In the lake's transaction: client ids of records timestamped before `before_ms`, which
     retention dropped, no longer name a record."""
     conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (smallest_high(before_ms),))
+
+
+def forget_client_ids(conn: sqlite3.Connection, client_ids: Iterable[str]) -> None:
+    """In the lake's transaction: these client ids of moved records, taken out of the lake, no longer name one."""
+    conn.executemany("DELETE FROM flushed_client_ids WHERE client_id = ?", ((client_id,) for client_id in client_ids))
