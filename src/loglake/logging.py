@@ -69,7 +69,7 @@ from loglake.logging_lines import (
     exception_of,
     message_of,
 )
-from loglake.logging_sender import Counters, Sender, auth, say
+from loglake.logging_sender import Counters, Sender, auth, is_own_doing, say
 from loglake.model import DEFAULT_SERVICE, Limits, is_valid_name
 from loglake.retry import Backoff
 from loglake.urls import is_http_url
@@ -183,8 +183,6 @@ class LoglakeHandler(logging.Handler):
         self.counters = Counters()
         self._queue: deque[dict | Event | threading.Event] = deque()
         self._sender = self._new_sender(queue=self._queue, counters=self.counters)
-        self._sender_thread = self._sender.thread_id
-        self._closing_thread: int | None = None  # the thread that closes the handler, while it stops the sender
 
     # -- on the application's threads: copy, append, never wait ---------------------------------------
 
@@ -201,9 +199,9 @@ class LoglakeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            # httpx's own log of a batch sent (it would feed itself), or of its client closed, when the handler
-            # closes, on the thread that closes it (httpcore logs that at DEBUG: counted as records dropped).
-            if record.thread == self._sender_thread or record.thread == self._closing_thread:
+            # A record logged while a handler sends (a library's, or on_sent's) would feed itself: a batch for each.
+            # (Asked of this thread: record.thread is None when logging.logThreads is off.)
+            if is_own_doing():
                 return
             fields = record.__dict__.copy()  # the record as it is now: another handler may change it later
             with_current_trace(fields)
@@ -304,9 +302,7 @@ class LoglakeHandler(logging.Handler):
         deadline = time.monotonic() + self.flush_timeout
         self.flush()
         self._closed = True
-        self._closing_thread = threading.get_ident()
         self._sender.stop(max(deadline - time.monotonic(), _LAST_ATTEMPT_S))
-        self._closing_thread = None
         self.counters.add("dropped", self.pending)
         self._queue.clear()
         # A batch still under way (a server that does not answer) is not known to be delivered either.

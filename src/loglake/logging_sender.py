@@ -11,6 +11,10 @@ A refused key (401/403) is also said once on stderr: unlike a server that is dow
 setting to fix, and counters nobody reads would leave the logs silently queued and dropped. So is a batch refused
 whole without naming a record (a url with `/logs` already in it answers 405 on `/logs/logs`; a proxy's 404): every
 record would be refused so.
+What httpx and httpcore log while the handler sends (httpx's INFO line for each request, httpcore's DEBUG ones) is
+the handler's own doing, not the application's: a filter on their loggers drops it on the handler's threads only
+(own_doing), so that it is neither printed by the application's handlers nor sent as records (another handler's
+batch, sent, logged a record for this one, and so on for ever).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import logging
 import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import httpx
@@ -34,6 +39,42 @@ from loglake.urls import endpoint_in
 
 BATCH_BYTES = 4 * 1024 * 1024  # a batch's JSON stays well below a server's largest body (10 MiB by default)
 _RETRY_STATUSES = frozenset({408, 429})
+# The loggers httpx and httpcore log a request on (httpcore makes its own as it first uses each kind of connection).
+_HTTP_LOGGERS = ("httpx", *(f"httpcore.{name}" for name in ("connection", "http11", "http2", "proxy", "socks")))
+
+
+class _Own(threading.local):
+    doing = False  # this thread is sending for a handler, or closing its client (a default: no AttributeError raised)
+
+
+_own = _Own()  # (asked on each log call: a class attribute is read in tens of ns, getattr's default in hundreds)
+
+
+@contextlib.contextmanager
+def own_doing() -> Iterator[None]:
+    """What is logged meanwhile on this thread is the handler's doing (see the module's docstring)."""
+    was, _own.doing = _own.doing, True
+    try:
+        yield
+    finally:
+        _own.doing = was
+
+
+def is_own_doing() -> bool:
+    return _own.doing
+
+
+class _NotOwnDoing(logging.Filter):
+    """Keeps what httpx and httpcore log on the application's threads (its own requests): a logger's filter, unlike
+    logging.disable or a level, is asked on the thread that logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_own_doing()
+
+
+_NOT_OWN_DOING = _NotOwnDoing()
+for _name in _HTTP_LOGGERS:  # (a logger's filter is not asked for its children's records: each is named)
+    logging.getLogger(_name).addFilter(_NOT_OWN_DOING)
 
 
 class Counters:
@@ -89,7 +130,6 @@ class Sender:
         self.last_refusal: str | None = None  # why the server last refused a record for good, as it said
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
         self._thread.start()
-        self.thread_id = self._thread.ident  # its own log calls (httpx's) must not feed the queue
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -99,9 +139,14 @@ class Sender:
         self.closing.set()
         self.wake.set()
         self._thread.join(timeout)
-        self._http.close()
+        with own_doing():  # (httpcore logs the connections closed)
+            self._http.close()
 
     def _run(self) -> None:
+        with own_doing():
+            self._loop()
+
+    def _loop(self) -> None:
         while not self.closing.is_set():
             self.wake.wait(self.flush_interval)
             self.wake.clear()

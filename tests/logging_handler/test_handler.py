@@ -122,6 +122,48 @@ def test_closing_at_debug_level_counts_nothing_its_own_client_logs(server, key, 
     assert "not delivered" not in capfd.readouterr().err
 
 
+def test_the_handlers_own_requests_are_no_records_and_the_applications_are(server, key, make_handler) -> None:
+    """httpx logs each request at INFO: each batch printed 'HTTP Request: POST .../logs' in an application showing
+    INFO, and with two handlers on the root logger each sent a record of the other's batch, for ever (a record a
+    batch while the application logged nothing). The application's own requests are still logged."""
+    seen: list[str] = []
+    console = logging.Handler()
+    console.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    first = make_handler(service="own-requests-1", flush_interval=0.05)
+    second = make_handler(service="own-requests-2", flush_interval=0.05)
+    root = logging.getLogger()
+    level = root.level
+    for handler in (console, first, second):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        logging.getLogger("app").info("one record")
+        httpx.get(server.url + "/healthz", timeout=10)  # the application's own request
+        assert first.flush() and second.flush()
+        time.sleep(0.5)  # ten flush intervals: batches enough for a trickle
+        assert first.flush() and second.flush()
+    finally:
+        for handler in (console, first, second):
+            root.removeHandler(handler)
+        root.setLevel(level)
+    application = ["one record", f'HTTP Request: GET {server.url}/healthz "HTTP/1.1 200 OK"']
+    assert seen == application
+    for service in ("own-requests-1", "own-requests-2"):
+        assert [log["message"] for log in stored(server, key, service)] == application
+    assert first.sent == second.sent == 2
+
+
+def test_records_are_sent_when_logging_records_no_threads(server, key, make_handler, monkeypatch) -> None:
+    """logging.logThreads off (an application saving its cost) leaves each record's thread None: every record was
+    taken for one the handler's own closing thread logged, and silently not sent."""
+    monkeypatch.setattr(logging, "logThreads", False)
+    handler = make_handler(service="no-threads")
+    a_logger("no-threads", handler).info("sent")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "no-threads")] == ["sent"]
+    assert handler.sent == 1 and handler.dropped == 0
+
+
 class Opaque:
     def __str__(self) -> str:
         return "opaque!"
