@@ -244,7 +244,7 @@ class LoglakeHandler(logging.Handler):
 
     def _put(self, entry: dict | Event) -> None:
         queue = self._queue
-        if len(queue) >= self.queue_size or self._closed:
+        if len(queue) - self._sender.marks >= self.queue_size or self._closed:
             self.counters.add("dropped")
             if self._closed:
                 self._say_dropped_after_close()
@@ -289,8 +289,7 @@ class LoglakeHandler(logging.Handler):
             return True
         if not self._sender.alive():
             return not self._queue
-        done = threading.Event()
-        self._queue.append(done)
+        done = self._sender.mark()
         self._sender.wake.set()
         return done.wait(self.flush_timeout if timeout is None else timeout)
 

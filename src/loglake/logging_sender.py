@@ -121,6 +121,8 @@ class Sender:
         self.on_sent = on_sent
         self.wake = threading.Event()
         self.closing = threading.Event()
+        self.marks = 0  # flushes' markers in the queue: not records, they take none of the queue_size places
+        self._marks_lock = threading.Lock()
         self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
         self._http = httpx.Client(timeout=timeout, auth=auth)
         self._key_refused = False  # said on stderr; said again if it happens after a batch went in
@@ -133,6 +135,19 @@ class Sender:
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def mark(self) -> threading.Event:
+        """A flush's marker at the end of the queue, set once what came before it is sent. The last entry when it is
+        one already: a flush called again and again while the server is down (and the queue not drained) adds none."""
+        with self._marks_lock:
+            with contextlib.suppress(IndexError):  # (empty)
+                last = self.queue[-1]
+                if type(last) is threading.Event:
+                    return last  # (taken meanwhile: what came before it is sent once it is set, as for a new one)
+            marker = threading.Event()
+            self.queue.append(marker)
+            self.marks += 1
+            return marker
 
     def stop(self, timeout: float) -> None:
         """Stop after the batch under way (its last attempt at once), waiting at most `timeout` seconds."""
@@ -165,6 +180,8 @@ class Sender:
                 entry = queue.popleft()
                 if type(entry) is threading.Event:
                     marker = entry  # a flush waits for what came before it only
+                    with self._marks_lock:
+                        self.marks -= 1
                     break
                 try:
                     batch.append(self.line(entry))

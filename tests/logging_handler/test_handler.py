@@ -388,6 +388,28 @@ def test_a_full_queue_drops_new_records_and_counts_them(server, make_handler, pr
     assert handler.sent == 7
 
 
+def test_flushes_while_the_server_does_not_answer_take_no_records_place(server, make_handler, proxy) -> None:
+    """Each flush() put a marker in the queue, which counted as a record: an application flushing (at the end of
+    each request, say) while the server was down had its records dropped as 'queue full' with the queue all markers."""
+    script = proxy([0])  # the first request is held: the handler's thread waits on it
+    handler = make_handler(url=script.url, service="flushes", queue_size=3)
+    logger = a_logger("flushes", handler)
+    logger.info("first")
+    assert not handler.flush(timeout=0)
+    while handler.pending:  # until the thread took it (and waits on the server)
+        threading.Event().wait(0.01)
+    for _ in range(10):
+        assert not handler.flush(timeout=0)
+    for n in range(3):
+        logger.info("later %d", n)
+        assert not handler.flush(timeout=0)
+    assert handler.dropped == 0 and handler.pending == 3
+    assert len(handler._queue) == 7  # a marker before and after each record at most, however many flushes
+    script.release.set()
+    assert handler.flush()
+    assert handler.sent == 4 and handler.dropped == 0
+
+
 def test_records_the_server_refuses_are_counted_and_the_rest_sent(server, key, make_handler, tmp_path) -> None:
     handler = make_handler(service="refusals")
     logger = a_logger("refusals", handler)
