@@ -368,6 +368,12 @@ class _SigV4(httpx.Auth):
         import botocore.session  # only when asked for: botocore takes a while to import
 
         self.region = region
+        if credentials is not None and not callable(getattr(credentials, "get_frozen_credentials", None)):
+            # (else each attempt failed, for ever, and said so only at exit)
+            raise ValueError(
+                f"credentials {type(credentials).__name__} must be botocore Credentials, like"
+                " boto3.Session().get_credentials(), or None for those botocore finds"
+            )
         self.credentials = credentials or botocore.session.get_session().get_credentials()
         if self.credentials is None:
             raise ValueError("sigv4_region is set but botocore finds no AWS credentials (environment, profile, role)")

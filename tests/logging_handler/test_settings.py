@@ -15,6 +15,8 @@ from loglake.logging import LoglakeHandler
 
 WHOLE_BATCH = "must be a whole number from 1 to 10000 (the most records a server takes in a request)"
 URL = "must be http:// or https:// and a host, like http://127.0.0.1:8080"
+CREDENTIALS = "credentials %s must be botocore Credentials, like boto3.Session().get_credentials(), or None for those"
+CREDENTIALS += " botocore finds"
 
 
 @pytest.mark.parametrize(
@@ -37,10 +39,13 @@ URL = "must be http:// or https:// and a host, like http://127.0.0.1:8080"
         ({"url": "127.0.0.1:8080"}, f"url '127.0.0.1:8080' {URL}"),
         ({"url": "http://"}, f"url 'http://' {URL}"),
         ({"url": "http://my host"}, f"url 'http://my host' {URL}"),
+        ({"sigv4_region": "us-east-1", "credentials": {"access_key": "AKIA", "secret_key": "x"}}, CREDENTIALS % "dict"),
+        ({"sigv4_region": "us-east-1", "credentials": ("AKIA", "x")}, CREDENTIALS % "tuple"),
     ],
 )
 def test_a_setting_the_handler_cannot_work_with_is_refused_at_construction(options, message) -> None:
-    """The new-user trial's cases: batch_size=0 and an ftp:// url were taken, and failed only at exit."""
+    """The new-user trial's cases: batch_size=0 and an ftp:// url were taken, and failed only at exit (as credentials
+    that are no botocore Credentials did, each attempt failing)."""
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         LoglakeHandler(**{"url": "http://127.0.0.1:9", "api_key": "llk_x"} | options)
 
