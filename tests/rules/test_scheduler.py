@@ -597,7 +597,8 @@ def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_kee
 
 def test_a_window_that_failed_until_past_the_catch_up_bound_is_named_skipped_for_its_failures(data: DataDir) -> None:
     """Its skipped run said "down longer than the catch-up bound" of a server that never was (a trial): the rule
-    failed. Its retries read the same window, not a longer one, however long it fails."""
+    failed. Its retries read the same window, not a longer one, however long it fails. Its failing alert's resolve
+    said "the rule ran again", as if that window had been evaluated."""
     write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
     data.add(T0 - MIN)  # "api ..." is not a number
     scheduler = data.scheduler(catch_up=CatchUp(windows=3))
@@ -616,6 +617,13 @@ def test_a_window_that_failed_until_past_the_catch_up_bound_is_named_skipped_for
         " the catch-up bound (at most 3 windows, none older than 24 h); these records were not checked"
     )
     assert "down" not in skipped.error
+    # Its failing alert is resolved, but not as if the failed window had run at last: its records were not checked.
+    [failing] = data.alerts()
+    assert (failing["status"], failing["status_note"]) == (
+        "resolved",
+        "the rule ran again, but not over the range it failed on: 2026-06-01T09:55:00.000Z to"
+        " 2026-06-01T10:00:00.000Z was skipped (past the catch-up bound), its records not checked",
+    )
 
 
 def test_a_round_waits_its_turn_while_another_process_holds_the_rules(data: DataDir) -> None:

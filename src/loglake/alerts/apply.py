@@ -23,8 +23,9 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
 - Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
   not held (no match of its key) for that long in the rule's windows is resolved.
-- A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again; while it
-  fails, its alert follows each failure but is sent again only once per the rule's dedup window.
+- A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again (its note
+  says whether over the window it failed on, or past it: that range skipped); while it fails, its alert follows
+  each failure but is sent again only once per the rule's dedup window.
 Status changes go through the alert store's `change_status`, which appends their events.
 """
 
@@ -42,7 +43,7 @@ from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
 from loglake.shorten import shortened
-from loglake.times import parse_duration
+from loglake.times import format_datetime, parse_duration
 
 FAILING_LEVEL = "high"
 FAILING_TAG = "loglake.rule-failing"
@@ -150,14 +151,26 @@ def rule_failing(
         append_event(conn, found[0], "update", now_ms)
 
 
-def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
-    """Resolve the rule's failing alert (if one is open): it ran again."""
+def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int, skipped: tuple[int, int] | None = None) -> None:
+    """Resolve the rule's failing alert (if one is open): it ran again (see recovered_note for `skipped`)."""
     found = conn.execute(
         "SELECT id FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
         (rule.id, failing_key(rule.id), *_OPEN),
     ).fetchone()
     if found is not None:
-        change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
+        change_status(conn, found[0], "resolved", BY_RULE, recovered_note(skipped), now_ms)
+
+
+def recovered_note(skipped: tuple[int, int] | None) -> str:
+    """Why a rule's failing alert was resolved by its run: it ran again, over the window it failed on, or past it:
+    `skipped` is the range (since, until) the catch-up bound left out, whose records were never checked. (Saying
+    only "the rule ran again" then told a reader that what it failed on had been evaluated.)"""
+    if skipped is None:
+        return "the rule ran again"
+    return (
+        f"the rule ran again, but not over the range it failed on: {format_datetime(skipped[0])} to"
+        f" {format_datetime(skipped[1])} was skipped (past the catch-up bound), its records not checked"
+    )
 
 
 def resolve_failing_of_stopped_rules(

@@ -386,7 +386,7 @@ class RuleScheduler:
                     state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, chain.due.skipped_why)
                 new_alerts = apply_matches(conn, rule, result, now)
                 resolve_cleared(conn, rule, window.until_ms, now)
-                rule_recovered(conn, rule, now)
+                rule_recovered(conn, rule, now, None if skipped is None else (skipped.since_ms, skipped.until_ms))
                 record = replace(
                     record,
                     rows_scanned=result.rows_scanned,
