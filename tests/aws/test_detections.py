@@ -392,6 +392,51 @@ def test_a_rule_that_fails_keeps_its_window_for_its_next_firing_and_after_three_
     ] * 2  # the window ran at last, and the days after it: none missed
 
 
+def test_a_failing_rule_that_runs_again_resolves_its_alert_and_its_pagerduty_incident(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """As locally (alerts/apply.py's rule_recovered): nothing resolved a recovered rule's failing alert on AWS, so its
+    PagerDuty incident stayed open for good."""
+    monkeypatch.setenv("PD_KEY", "R0UTINGKEY00000000000000000000")
+    (tmp_path / "alerting.yml").write_text(
+        f"""
+destinations:
+  oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+routes:
+  - {{match: {{tags: [loglake.rule-failing]}}, to: [oncall]}}
+"""
+    )
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(max_age_ms=7 * DAY_MS)  # the daily rules' failing window stays within the bound
+    runner.engine.client.system_failures = 6  # Athena fails every query on its side, three rounds long
+
+    def sent() -> list[tuple[str, str]]:
+        route(aws["queue"])
+        found = sorted((r.json()["event_action"], r.json()["dedup_key"]) for r in receiver.requests)
+        receiver.requests.clear()
+        return found
+
+    for day in (0, 1, 2):
+        runner.run(NOW_MS + day * DAY_MS)
+    keys = sorted(f"loglake:rule-failing:{rule.id}" for rule in runner.rules)
+    assert sent() == [("trigger", key) for key in keys]
+    runs = runner.run(NOW_MS + 3 * DAY_MS)["runs"]
+    assert {r["outcome"] for r in runs} == {"ok"}
+    assert sent() == [("resolve", key) for key in keys]
+    for rule in runner.rules:
+        head = runner.store._get(f"dedup#{rule.id}#loglake:rule-failing:{rule.id}", "head")
+        assert head is not None and head["status"]["S"] == "resolved"
+        alert = runner.store.alert(head["alert_id"]["S"])
+        assert alert is not None
+        assert (alert["status"], alert["status_by"], alert["status_note"]) == ("resolved", "rule", "the rule ran again")
+    runner.run(NOW_MS + 4 * DAY_MS)
+    assert sent() == []  # resolved once
+
+
 def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811
     receiver.default = Answer(status=503)
     detector(aws, lake).run(NOW_MS)
@@ -600,10 +645,15 @@ def test_a_rule_failing_past_its_catch_up_bound_is_sent_again_only_after_its_ded
     rounds(range(0, 330, 5))
     assert sent == told and len(set(alert_ids)) == 1
     assert set(outcomes) == {"error"}  # the window did not move: nothing left out yet
-    failing[0] = False  # the rule runs again; its next streak of failures is an alert of its own
+    failing[0] = False  # the rule runs again: its alert is resolved; a next streak of failures is an alert of its own
     outcomes.clear()
+    sent.clear()
     rounds(range(330, 365, 5))
     assert outcomes[:3] == ["skipped", "ok", "ok"] and outcomes.count("skipped") == 1
+    assert [kind for _, kind in sent] == ["resolve"] and alert_ids[-1] == alert_ids[0]  # (at the rule's next firing)
+    resolved = failing_alert()
+    assert (resolved["status"], resolved["status_by"]) == ("resolved", "rule")
+    assert resolved["status_note"].startswith("the rule ran again, but not over the range it failed on: ")
     failing[0], first = True, alert_ids[0]
     sent.clear()
     rounds(range(365, 560, 5))

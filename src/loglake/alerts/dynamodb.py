@@ -15,7 +15,8 @@ One table, keys `pk` and `sk` (strings):
   the alert, and the deliveries its event makes. So one alert per dedup key per dedup window, as
   locally (alerts/apply.py), and an event is never delivered unless its change was written. A rule
   that keeps failing raises its own alert the same way, one per streak of failures: each failure
-  updates it, sent again only once its last event is the rule's dedup window old (failing_told_again).
+  updates it, sent again only once its last event is the rule's dedup window old (failing_told_again),
+  and the run that ends the streak resolves it (rule_recovered), with a `resolve` event.
 - `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format; a
   failing rule's alert also has `told_ms`, the time of its last event.
 - `event#<alert id>#<version>` / `event`: the alert as an event left it (what its deliveries send).
@@ -30,7 +31,8 @@ One table, keys `pk` and `sk` (strings):
 A rule's run writes its alerts before it moves its window: a run killed in between leaves the window
 where it was, and the next run finds the same records already in the alerts (their last seen is no
 later), so it changes nothing and makes no event: no alert and no delivery twice. Alerts are not
-resolved or acknowledged on AWS (no API for them there): dedup windows end them.
+resolved or acknowledged on AWS (no API for them there): dedup windows end them; only a failing rule's
+alert is resolved, by the rule's next good run.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from loglake.alerts.apply import (
     failing_told_again,
     merged_count,
     merged_evidence,
+    recovered_note,
     seen_span,
     unread_part,
 )
@@ -223,9 +226,9 @@ class DynamoDBDetections(DynamoDBOutbox):
             version = 0 if head is None else int(head["version"]["N"])
             item = None if head is None else self._get(f"alert#{head['alert_id']['S']}", "alert")
             alert = None if item is None else json.loads(item["doc"]["S"])
-            # Nobody resolves it on AWS: the failures in a row tell a streak's alert (its count, fewer) from an
-            # earlier streak's (a new streak starts again from the first failure).
-            if item is None or alert["match_count"] >= failures:
+            # An earlier streak's alert was resolved by the run that ended it (rule_recovered). (One left open, by a
+            # version that resolved none, or a run stopped before it did, tells itself by its count: more failures.)
+            if item is None or alert["status"] not in _OPEN or alert["match_count"] >= failures:
                 group = {"rule_id": rule.id}
                 match = Match(
                     rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
@@ -248,6 +251,30 @@ class DynamoDBDetections(DynamoDBOutbox):
                 )
             deliveries = self._deliveries(alert, kind, version + 1, now_ms)
             if self._write(head_key, version, alert, deliveries, told_ms):
+                return [delivery_ref(d) for d in deliveries]
+        raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
+
+    def rule_recovered(self, rule: Rule, now_ms: int, skipped: tuple[int, int] | None = None) -> list[dict[str, str]]:
+        """Resolve the rule's failing alert, if one is open, as alerts/apply.py's rule_recovered does: the rule ran
+        again (`skipped`: past the range it failed on). The deliveries its `resolve` made (a PagerDuty incident
+        closed): none resolved it on AWS, so a recovered rule's incident stayed open for good."""
+        head_key = item_key(f"dedup#{rule.id}#{failing_key(rule.id)}", "head")
+        for _ in range(_CONFLICT_RETRIES):
+            head = self._get(head_key["pk"]["S"], "head")
+            if head is None or head["status"]["S"] not in _OPEN:
+                return []
+            alert = self.alert(head["alert_id"]["S"])
+            if alert is None:
+                return []
+            alert.update(
+                status="resolved",
+                status_by=BY_RULE,
+                status_note=recovered_note(skipped),
+                status_ms=now_ms,
+                updated_ms=now_ms,
+            )
+            deliveries = self._deliveries(alert, "resolve", int(head["version"]["N"]) + 1, now_ms)
+            if self._write(head_key, int(head["version"]["N"]), alert, deliveries):
                 return [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
 

@@ -5,8 +5,9 @@ alerts.db, rules/scheduler.py).
 Each enabled rule's due windows (scheduler.due_windows: contiguous, catch-up bounded), oldest first.
 A window is claimed before its SQL runs, its alerts (and their deliveries) are written, and only
 then is the window moved on by the claim's holder. A run that fails lets the window go and counts
-a failure (`failing_after` in a row raise the rule's own alert); the window is tried again at the
-rule's next firing, not by every round before it (the function may run more often than the rule).
+a failure (`failing_after` in a row raise the rule's own alert, resolved by its next good run, as
+locally); the window is tried again at the rule's next firing, not by every round before it (the
+function may run more often than the rule).
 A run whose claim ran out before it finished is `superseded` (the run that took the window over
 finds the same alerts already written, so nothing is made twice). The range the catch-up bound left
 out is named (a `skipped` run) by the run that moves the window past it. A round stops starting
@@ -43,6 +44,8 @@ class WindowStore(Protocol):
     def rule_failing(
         self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
     ) -> list[dict[str, str]]: ...
+
+    def rule_recovered(self, rule: Rule, now_ms: int, skipped: tuple[int, int] | None) -> list[dict[str, str]]: ...
 
 
 # Runs a rule over [since_ms, until_ms) at now_ms, its fresh rows from the previous window's end (None: the
@@ -82,7 +85,7 @@ def run_due(
         found = store.window_state(rule.id)
         previous = found.window_end_ms
         due = due_windows(rule, previous, now_ms, catch_up or CatchUp(), found.failed_ms)
-        skipped = due.skipped
+        skipped, recovered = due.skipped, False
         for window in due.windows:
             if not time_left():
                 return
@@ -108,6 +111,11 @@ def run_due(
                 break
             made, deliveries = store.apply_matches(rule, result, now_ms)
             moved = store.advance(claim, window.until_ms)
+            if moved and not recovered:
+                # (once a round: its first good run resolves the alert of the failures before it, if any)
+                left_out = None if skipped is None else (skipped.since_ms, skipped.until_ms)
+                deliveries += store.rule_recovered(rule, now_ms, left_out)
+                recovered = True
             if moved and skipped is not None:
                 # Named once, by the run that moved the window past it, as locally: not by each round that failed
                 # (or found the window held) while the range stays left out.
