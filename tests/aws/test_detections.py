@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 
 from loglake.alerts.dynamodb import DynamoDBDetections
@@ -435,6 +436,35 @@ routes:
         assert (alert["status"], alert["status_by"], alert["status_note"]) == ("resolved", "rule", "the rule ran again")
     runner.run(NOW_MS + 4 * DAY_MS)
     assert sent() == []  # resolved once
+
+
+def test_a_rule_whose_run_fails_otherwise_fails_alone_and_counts_as_failing(
+    aws,
+    lake,  # noqa: F811
+) -> None:
+    """As locally (rules/rounds.py): whatever stops a rule's run is that rule's failure. Athena's API failing past
+    botocore's retries (a 500) stopped the whole round instead: the rules after it did not run, its window stayed
+    claimed for the lease, and no failure was counted, so however long it lasted no "Rule failing" alert was raised."""
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(max_age_ms=7 * DAY_MS)  # the daily rule's failed window stays within the bound
+    start, calls = runner.engine.client.start_query_execution, [0]
+
+    def failing_first(**kwargs: Any) -> dict:
+        calls[0] += 1
+        if calls[0] == 1:
+            error = {"Error": {"Code": "InternalServerException", "Message": "We encountered an internal error"}}
+            raise botocore.exceptions.ClientError(error, "StartQueryExecution")
+        return start(**kwargs)
+
+    runner.engine.client.start_query_execution = failing_first
+    runs = runner.run(NOW_MS)["runs"]
+    assert [(r["outcome"], r["until_ms"], r["failures"]) for r in runs] == [
+        ("error", DAY2 + DAY_MS, 1),
+        ("ok", DAY2 + DAY_MS, None),
+    ]
+    assert "InternalServerException" in runs[0]["error"]
+    runs = runner.run(NOW_MS + DAY_MS)["runs"]  # its next firing: the window is tried again, not held for the lease
+    assert [(r["outcome"], r["until_ms"]) for r in runs] == [("ok", DAY2 + d * DAY_MS) for d in (1, 2, 2)]
 
 
 def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811

@@ -4,14 +4,14 @@ alerts.db, rules/scheduler.py).
 
 Each enabled rule's due windows (scheduler.due_windows: contiguous, catch-up bounded), oldest first.
 A window is claimed before its SQL runs, its alerts (and their deliveries) are written, and only
-then is the window moved on by the claim's holder. A run that fails lets the window go and counts
-a failure (`failing_after` in a row raise the rule's own alert, resolved by its next good run, as
-locally); the window is tried again at the rule's next firing, not by every round before it (the
-function may run more often than the rule).
-A run whose claim ran out before it finished is `superseded` (the run that took the window over
-finds the same alerts already written, so nothing is made twice). The range the catch-up bound left
-out is named (a `skipped` run) by the run that moves the window past it. A round stops starting
-windows when `time_left()` says so (a function's timeout).
+then is the window moved on by the claim's holder. A run that fails (whatever stopped it, as
+locally) lets the window go and counts a failure (`failing_after` in a row raise the rule's own
+alert, resolved by its next good run, as locally); the window is tried again at the rule's next
+firing, not by every round before it (the function may run more often than the rule). A run whose
+claim ran out before it finished is `superseded` (the run that took the window over finds the same
+alerts already written, so nothing is made twice). The range the catch-up bound left out is named (a
+`skipped` run) by the run that moves the window past it. A round stops starting windows when
+`time_left()` says so (a function's timeout).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loglake.rules.model import Rule
-from loglake.rules.run import RuleRunError, RunResult
+from loglake.rules.run import RunResult, run_failure
 from loglake.rules.scheduler import CatchUp, due_windows
 from loglake.rules.state import RuleState
 
@@ -94,7 +94,8 @@ def run_due(
                 break
             try:
                 result = run(rule, window.since_ms, window.until_ms, now_ms, previous)
-            except RuleRunError as e:
+            except Exception as caught:  # (Athena's API failing past botocore's retries stopped the round)
+                e = run_failure(rule, caught)
                 failures = store.fail(claim, now_ms)
                 raised = []
                 if failures is not None and failures >= failing_after:

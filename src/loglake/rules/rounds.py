@@ -46,6 +46,7 @@ from loglake.rules.run import (
     RunResult,
     naive_utc,
     result_of,
+    run_failure,
     run_parameters,
     run_rule,
     timed_out,
@@ -95,13 +96,10 @@ def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = Non
             if stop is not None:
                 stop.check()
             results[run.rule.id] = evaluate()
-        except RuleRunError as e:
-            results[run.rule.id] = e
         except Stopped:  # not the rule's failure: its window stays as it was, for the next round
             raise
         except Exception as e:
-            log.exception("rule %s failed", run.rule.id)
-            results[run.rule.id] = RuleRunError(f"{type(e).__name__}: {e}")
+            results[run.rule.id] = run_failure(run.rule, e)
         durations[run.rule.id] = (time.perf_counter() - started) * 1000 + extra_ms
 
     fetched = None

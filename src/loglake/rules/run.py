@@ -10,6 +10,7 @@ The scheduler, `loglake rules run`, backtests and the inline tests all run rules
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,16 @@ class RuleRunError(Exception):
 
 class RuleTimedOut(RuleRunError):
     """The rule's query ran past the server's query timeout (timed_out says so) and was stopped."""
+
+
+def run_failure(rule: Rule, error: Exception) -> RuleRunError:
+    """What stopped a rule's run, as its failure: a RuleRunError as it is, anything else (a defect met by one rule,
+    an engine's call failing otherwise) logged with its traceback and named. The rule's failure, not its round's:
+    the other rules run, and its failures count towards its own alert."""
+    if isinstance(error, RuleRunError):
+        return error
+    logging.getLogger("loglake.rules").error("rule %s failed", rule.id, exc_info=error)
+    return RuleRunError(f"{type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True)
