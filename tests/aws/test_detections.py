@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -393,15 +393,15 @@ def test_a_rule_that_fails_keeps_its_window_for_its_next_firing_and_after_three_
     ] * 2  # the window ran at last, and the days after it: none missed
 
 
-def test_a_failing_rule_that_runs_again_resolves_its_alert_and_its_pagerduty_incident(
-    aws,
-    lake,  # noqa: F811
-    receiver,
+def paging_failing_rules(
+    aws: dict[str, Any],
+    lake: Any,  # noqa: F811
+    receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-) -> None:
-    """As locally (alerts/apply.py's rule_recovered): nothing resolved a recovered rule's failing alert on AWS, so its
-    PagerDuty incident stayed open for good."""
+) -> tuple[Any, Callable[[], list[tuple[str, str]]]]:
+    """Both rules failed three rounds in a row, their failing alerts routed to PagerDuty (the receiver); the
+    detector, and what PagerDuty was sent since it was last asked (its event actions and dedup keys)."""
     monkeypatch.setenv("PD_KEY", "R0UTINGKEY00000000000000000000")
     (tmp_path / "alerting.yml").write_text(
         f"""
@@ -423,18 +423,65 @@ routes:
 
     for day in (0, 1, 2):
         runner.run(NOW_MS + day * DAY_MS)
-    keys = sorted(f"loglake:rule-failing:{rule.id}" for rule in runner.rules)
-    assert sent() == [("trigger", key) for key in keys]
+    assert sent() == [("trigger", f"loglake:rule-failing:{rule.id}") for rule in sorted(runner.rules, key=_id)]
+    return runner, sent
+
+
+def failing_alert(store: DynamoDBDetections, rule_id: str) -> dict[str, Any]:
+    head = store._get(f"dedup#{rule_id}#loglake:rule-failing:{rule_id}", "head")
+    assert head is not None
+    found = store.alert(head["alert_id"]["S"])
+    assert found is not None and found["status"] == head["status"]["S"]
+    return found
+
+
+def _id(rule: Any) -> str:
+    return rule.id
+
+
+def test_a_failing_rule_that_runs_again_resolves_its_alert_and_its_pagerduty_incident(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """As locally (alerts/apply.py's rule_recovered): nothing resolved a recovered rule's failing alert on AWS, so its
+    PagerDuty incident stayed open for good."""
+    runner, sent = paging_failing_rules(aws, lake, receiver, monkeypatch, tmp_path)
     runs = runner.run(NOW_MS + 3 * DAY_MS)["runs"]
     assert {r["outcome"] for r in runs} == {"ok"}
-    assert sent() == [("resolve", key) for key in keys]
+    assert sent() == [("resolve", f"loglake:rule-failing:{rule.id}") for rule in sorted(runner.rules, key=_id)]
     for rule in runner.rules:
-        head = runner.store._get(f"dedup#{rule.id}#loglake:rule-failing:{rule.id}", "head")
-        assert head is not None and head["status"]["S"] == "resolved"
-        alert = runner.store.alert(head["alert_id"]["S"])
-        assert alert is not None
+        alert = failing_alert(runner.store, rule.id)
         assert (alert["status"], alert["status_by"], alert["status_note"]) == ("resolved", "rule", "the rule ran again")
     runner.run(NOW_MS + 4 * DAY_MS)
+    assert sent() == []  # resolved once
+
+
+def test_a_failing_rule_disabled_resolves_its_alert_and_its_pagerduty_incident(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """As locally (resolve_failing_of_stopped_rules): a disabled rule runs no more, so no good run resolves its failing
+    alert; deployed disabled, its PagerDuty incident stayed open for good."""
+    runner, sent = paging_failing_rules(aws, lake, receiver, monkeypatch, tmp_path)
+    rules = tmp_path / "rules"
+    write_rule(rules, "granted.yml", CRITICAL.replace("group_by: [service]}", "group_by: [service], enabled: false}"))
+    (tmp_path / "rules.json").write_bytes(compile_bundle(rules))  # (deployed again)
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(max_age_ms=7 * DAY_MS)
+    (disabled,) = [rule for rule in runner.rules if not rule.enabled]
+    (enabled,) = [rule for rule in runner.rules if rule.enabled]
+    runner.run(NOW_MS + 3 * DAY_MS)
+    assert sent() == [("resolve", f"loglake:rule-failing:{rule.id}") for rule in sorted(runner.rules, key=_id)]
+    alert = failing_alert(runner.store, disabled.id)
+    assert (alert["status"], alert["status_by"], alert["status_note"]) == ("resolved", "rule", "the rule was disabled")
+    assert failing_alert(runner.store, enabled.id)["status_note"] == "the rule ran again"
+    runner.run(NOW_MS + 3 * DAY_MS + 3_600_000)
     assert sent() == []  # resolved once
 
 

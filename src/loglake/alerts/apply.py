@@ -49,6 +49,7 @@ FAILING_LEVEL = "high"
 FAILING_TAG = "loglake.rule-failing"
 BY_RULE = "rule"  # who changed an alert's status when the engine did it (as the alert store names it)
 _OPEN = ("open", "acknowledged")
+DISABLED_NOTE = "the rule was disabled"  # why a disabled rule's failing alert was resolved (no run of it will)
 
 
 def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_ms: int) -> int:
@@ -188,7 +189,7 @@ def resolve_failing_of_stopped_rules(
     for alert_id, rule_id, evidence in found:
         if rule_id in enabled or {row.get("file") for row in _json(evidence)} & unloadable_files:
             continue
-        note = "the rule was disabled" if rule_id in disabled else "the rule was removed from the rules folder"
+        note = DISABLED_NOTE if rule_id in disabled else "the rule was removed from the rules folder"
         change_status(conn, alert_id, "resolved", BY_RULE, note, now_ms)
 
 

@@ -258,6 +258,10 @@ class DynamoDBDetections(DynamoDBOutbox):
         """Resolve the rule's failing alert, if one is open, as alerts/apply.py's rule_recovered does: the rule ran
         again (`skipped`: past the range it failed on). The deliveries its `resolve` made (a PagerDuty incident
         closed): none resolved it on AWS, so a recovered rule's incident stayed open for good."""
+        return self.resolve_failing(rule, recovered_note(skipped), now_ms)
+
+    def resolve_failing(self, rule: Rule, note: str, now_ms: int) -> list[dict[str, str]]:
+        """Resolve the rule's failing alert, if one is open, by the rule with `note`; the deliveries it made."""
         head_key = item_key(f"dedup#{rule.id}#{failing_key(rule.id)}", "head")
         for _ in range(_CONFLICT_RETRIES):
             head = self._get(head_key["pk"]["S"], "head")
@@ -269,7 +273,7 @@ class DynamoDBDetections(DynamoDBOutbox):
             alert.update(
                 status="resolved",
                 status_by=BY_RULE,
-                status_note=recovered_note(skipped),
+                status_note=note,
                 status_ms=now_ms,
                 updated_ms=now_ms,
             )

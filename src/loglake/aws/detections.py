@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
+from loglake.alerts.apply import DISABLED_NOTE
 from loglake.alerts.delivery import BACKOFF, retry_pause, say_failed, send_claimed
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document, json_body
 from loglake.alerts.dynamodb import DynamoDBDetections, Targets
@@ -104,9 +105,15 @@ class Detector:
     catch_up: CatchUp = field(default_factory=CatchUp)
 
     def run(self, now_ms: int, time_left: Callable[[], bool] = lambda: True) -> dict[str, Any]:
-        """Queue what an earlier round left unqueued, run the due windows, queue each one's deliveries."""
+        """Queue what an earlier round left unqueued, resolve the failing alerts of disabled rules, run the due
+        windows, queue each one's deliveries."""
         requeued = self.queue.send(self.store.unqueued())
         queued, runs = 0, []
+        for rule in self.rules:
+            if (
+                not rule.enabled
+            ):  # no run of it will resolve its failing alert (as locally: resolve_failing_of_stopped_rules)
+                queued += self.queue.send(self.store.resolve_failing(rule, DISABLED_NOTE, now_ms))
         for run in run_due(
             self.rules,
             self.store,
