@@ -110,9 +110,8 @@ class Detector:
         requeued = self.queue.send(self.store.unqueued())
         queued, runs = 0, []
         for rule in self.rules:
-            if (
-                not rule.enabled
-            ):  # no run of it will resolve its failing alert (as locally: resolve_failing_of_stopped_rules)
+            # (no run of a disabled rule resolves its failing alert: as locally, resolve_failing_of_stopped_rules)
+            if not rule.enabled:
                 queued += self.queue.send(self.store.resolve_failing(rule, DISABLED_NOTE, now_ms))
         for run in run_due(
             self.rules,
