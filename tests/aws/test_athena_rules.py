@@ -30,6 +30,19 @@ from tests.rules.test_correlation import BASE_RULES, correlation
 DAY1 = parse_iso8601("2026-05-04T00:00:00Z")
 DAY2 = DAY1 + DAY_MS
 MINUTE = 60_000
+# the address each record of day 2 holds (i % 10): some in networks, some near them, some no address
+ADDRESSES = [
+    "10.1.2.3",
+    "100.1.2.3",
+    "192.168.1.200",
+    "192.168.2.1",
+    "172.31.255.255",
+    "172.32.0.1",
+    "fe80::1%eth0",
+    "FE80:0:0:0:0:0:0:9",
+    "fec0::1",
+    "10.1.2.3:443",
+]
 
 
 def _records() -> list[dict]:
@@ -42,7 +55,7 @@ def _records() -> list[dict]:
                 "service": ("api", "web")[i % 2],
                 "severity": ("error", "info", "warning")[i % 3],
                 "message": f"login {'failed' if i % 5 else 'ok'} for {user} timeout" if i % 7 else "role granted",
-                "attributes": {"user": user, "http": {"status": 500 if i % 4 == 0 else 200}}
+                "attributes": {"user": user, "ip": ADDRESSES[i % 10], "http": {"status": 500 if i % 4 == 0 else 200}}
                 | ({"tags": ["oncall", i]} if i % 3 == 0 else {}),
             }
         )
@@ -180,6 +193,30 @@ def test_a_list_holding_objects_and_lists_matches_on_athena_as_locally(lake, tmp
     )
     local, remote, _ = _both(rule, lake, DAY1, DAY2)
     assert sum(m["count"] for m in local) == NESTED_ITEMS[detection]
+    assert remote == local
+
+
+CIDRS = {  # network: records of day 2 matched (each address is that of 3 records)
+    "0.0.0.0/0": 18,  # the IPv4 addresses (not fe80::1, nor 10.1.2.3:443)
+    "10.0.0.0/8": 3,  # not 100.1.2.3
+    "192.168.0.0/23": 3,  # not 192.168.2.1
+    "172.16.0.0/12": 3,  # not 172.32.0.1
+    "fe80::/10": 6,  # in either case, with a zone; not fec0::1
+    "::/0": 9,  # the IPv6 addresses only
+}
+
+
+@pytest.mark.parametrize("network", sorted(CIDRS))
+def test_cidr_matches_the_networks_addresses_on_athena_as_locally(lake, tmp_path: Path, network: str) -> None:
+    rule = load_one(
+        tmp_path,
+        LIST_ITEMS.replace("tagged and not late", "sel").replace(
+            "  tagged: {attributes.tags: ONCALL}\n  late: {attributes.tags|gte: 21}\n",
+            f"  sel: {{attributes.ip|cidr: '{network}'}}\n",
+        ),
+    )
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    assert sum(m["count"] for m in local) == CIDRS[network]
     assert remote == local
 
 

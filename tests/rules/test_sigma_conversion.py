@@ -114,11 +114,15 @@ loglake: {{schedule: 1d, evidence: 100}}
 
 
 def matched(
-    lake: ScratchLake, folder: Path, detection: str, logsource: str = "{product: loglake, service: app_logs}"
+    lake: ScratchLake,
+    folder: Path,
+    detection: str,
+    logsource: str = "{product: loglake, service: app_logs}",
+    day: int = DAY,
 ) -> set:
     indented = "\n".join("  " + line for line in detection.strip().splitlines())
     rule = load_one(folder, RULE.format(logsource=logsource, detection=indented))
-    result = run_rule(rule, lake.engine, DAY, NEXT_DAY, now_ms=NEXT_DAY)
+    result = run_rule(rule, lake.engine, day, day + 86_400_000, now_ms=day + 86_400_000)
     label = "message" if "app_logs" in logsource else "cs_uri_stem"
     return {row[label] for match in result.matches for row in match.evidence}
 
@@ -255,6 +259,56 @@ ACCESS_CASES = {
 def test_amplify_fields(case: str, lake: ScratchLake, tmp_path: Path) -> None:
     detection, expected = ACCESS_CASES[case]
     assert matched(lake, tmp_path, detection, AMPLIFY) == expected
+
+
+# Addresses as logs write them, on a day of their own: |cidr matches the network's addresses of its family only,
+# however an address is written (pySigma's text prefixes matched `10.*` and `*`, and missed `2001:0db8::1`)
+ADDRESSES = [
+    "10.1.2.3",
+    "100.1.2.3",
+    "10.1.2.3:443",
+    "010.1.2.3",
+    "10.1.2.999",
+    "192.168.1.200",
+    "192.168.2.1",
+    "172.31.255.255",
+    "172.32.0.1",
+    "fe80::1",
+    "FE80:0:0::9%eth0",
+    "fec0::1",
+    "::ffff:10.1.2.3",
+    "2001:0db8::1",
+    "2001:db8:1::",
+    "not an address",
+]
+IPV4 = {"10.1.2.3", "100.1.2.3", "192.168.1.200", "192.168.2.1", "172.31.255.255", "172.32.0.1"}
+IPV6 = {"fe80::1", "FE80:0:0::9%eth0", "fec0::1", "::ffff:10.1.2.3", "2001:0db8::1", "2001:db8:1::"}
+CIDR_CASES = {
+    "0.0.0.0/0": IPV4,
+    "10.0.0.0/8": {"10.1.2.3"},
+    "192.168.0.0/23": {"192.168.1.200"},
+    "172.16.0.0/12": {"172.31.255.255"},
+    "10.1.2.3/32": {"10.1.2.3"},
+    "::/0": IPV6,
+    "fe80::/10": {"fe80::1", "FE80:0:0::9%eth0"},
+    "2001:db8::/32": {"2001:0db8::1", "2001:db8:1::"},
+    "::ffff:0:0/96": {"::ffff:10.1.2.3"},
+}
+
+
+@pytest.fixture(scope="module")
+def addresses(lake: ScratchLake) -> ScratchLake:
+    records = [{"service": "net", "message": a, "attributes": {"ip": a}} for a in ADDRESSES]
+    lake.add(APP_LOGS_TABLE.name, [Placed(i, NEXT_DAY + i * 60_000, r) for i, r in enumerate(records)], NEXT_DAY)
+    return lake
+
+
+@pytest.mark.parametrize("network", list(CIDR_CASES))
+def test_cidr_matches_the_addresses_of_the_network(network: str, addresses: ScratchLake, tmp_path: Path) -> None:
+    detection = f"sel: {{attributes.ip|cidr: '{network}'}}\ncondition: sel"
+    assert matched(addresses, tmp_path, detection, day=NEXT_DAY) == CIDR_CASES[network]
+    negated = detection.replace("condition: sel", "condition: not sel")
+    assert matched(addresses, tmp_path, negated, day=NEXT_DAY) == set(ADDRESSES) - CIDR_CASES[network]
 
 
 def test_amplify_logsource_by_its_table_name(lake: ScratchLake, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ a SQL boolean expression over that table, with Sigma's matching rules:
   a numeric column compares numbers, against text its digits or the number the text is (`401.0`);
   `|gt` and friends compare numbers;
 - `|re` is an RE2 search (`regexp_matches`) with the `|i`, `|m`, `|s` flags;
-- `|cidr` is the prefixes of the network; `|exists` and `null` test for the field;
+- `|cidr` matches the text of an address of the network, of its family (networks.py); `|exists` and `null`
+  test for the field;
 - a value inside the `attributes` JSON is read as text (`json_extract_string`); one holding an array matches by
   any of its values, as search finds it (lake/json_arrays.py), and by its JSON text;
 - `not` treats a missing field as a non-match of what it negates (SQL's NULL would drop the row).
@@ -48,6 +49,7 @@ from sigma.types import (
 
 from loglake.digits import same_as_double
 from loglake.lake.json_arrays import any_element
+from loglake.rules.networks import network_regex
 from loglake.rules.sources import BY_TABLE, SOURCES, Field, Source, UnknownField, quote_name, sql_text
 
 TABLE_STATE = "table"  # the pipeline state key naming the rule's table
@@ -220,8 +222,8 @@ class DuckDBBackend(TextQueryBackend):
 
     def convert_condition_field_eq_val_cidr(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         cidr: SigmaCIDRExpression = cond.value
-        prefixes = [ConditionFieldEqualsValueExpression(cond.field, SigmaString(p)) for p in cidr.expand()]
-        return self.convert_condition_or(ConditionOR(prefixes, cond.source), state)
+        regex = sql_text(network_regex(cidr.network))  # (not pySigma's text prefixes: `*` for 0.0.0.0/0)
+        return self._any_value(cond.field, state, lambda text: f"regexp_matches({text}, {regex})")
 
     def convert_condition_field_compare_op_val(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         field = self._field(cond.field, state)
