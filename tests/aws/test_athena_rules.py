@@ -25,7 +25,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
 from tests.aws.athena_duckdb import DuckDBAthena
 from tests.rules.conftest import load_one
-from tests.rules.test_correlation import BASE_RULES, correlation
+from tests.rules.test_correlation import ANY_LOGIN, BASE_RULES, correlation
 
 DAY1 = parse_iso8601("2026-05-04T00:00:00Z")
 DAY2 = DAY1 + DAY_MS
@@ -126,6 +126,9 @@ CORRELATIONS = {
     "  condition: {gte: 2, field: attributes.user}",
     "temporal_ordered": "  type: temporal_ordered\n  rules: [failed, privilege]\n  group-by: [service]\n"
     "  timespan: 20m",
+    # (a failed login is an event of both rules: counted once)
+    "event_count of two rules": "  type: event_count\n  rules: [failed, login]\n  group-by: [service]\n"
+    "  timespan: 10m\n  condition: {gte: 5}",
 }
 
 
@@ -229,7 +232,7 @@ def test_a_sql_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path) 
 
 @pytest.mark.parametrize("kind", sorted(CORRELATIONS))
 def test_a_correlation_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path, kind: str) -> None:
-    rule = correlation(tmp_path, CORRELATIONS[kind], lookback="1d", rules=BASE_RULES)
+    rule = correlation(tmp_path, CORRELATIONS[kind], lookback="1d", rules=BASE_RULES + ANY_LOGIN)
     local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
     assert local, "the crafted records fire every correlation"
     assert remote == local

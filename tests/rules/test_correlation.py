@@ -99,6 +99,36 @@ def test_event_count_counts_within_the_timespan_per_group(scratch: ScratchLake, 
     assert (ann.last_ms - ann.first_ms) == 5 * MINUTE
 
 
+ANY_LOGIN = """
+---
+title: any login
+name: login
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {message|startswith: login}, condition: sel}
+"""
+
+
+@pytest.mark.parametrize("kind", ["event_count", "value_count"])
+def test_an_event_two_rules_match_counts_once(scratch: ScratchLake, tmp_path: Path, kind: str) -> None:
+    """A failed login is an event of `failed` and of `login`: one event (Sigma's event_count counts events), and
+    one record of the evidence; it was counted, and shown, twice."""
+    condition = "{gte: 3}" if kind == "event_count" else "{gte: 3, field: attributes.port}"
+    block = f"\n  type: {kind}\n  rules: [failed, login]\n  group-by: [attributes.user]\n  timespan: 10m\n"
+    rule = correlation(tmp_path, block + f"  condition: {condition}\n", rules=BASE_RULES + ANY_LOGIN)
+    events = [
+        (0, failed("ann", port="1")), (1, failed("ann", port="2")),  # two events, not four
+        (0, failed("bob", port="1")), (1, ok("bob") | {"attributes": {"user": "bob", "port": "2"}}),
+        (2, failed("bob", port="3")),
+    ]  # fmt: skip
+    (match,) = fire(scratch, rule, events).matches
+    assert (match.group["attributes.user"], match.count) == ("bob", 3)
+    assert [(row["message"], row["attributes"]) for row in match.evidence] == [
+        ("login failed", '{"user":"bob","port":"1"}'),
+        ("login ok", '{"user":"bob","port":"2"}'),
+        ("login failed", '{"user":"bob","port":"3"}'),
+    ]
+
+
 def test_a_run_reads_one_timespan_before_its_window(scratch: ScratchLake, tmp_path: Path) -> None:
     """A burst across two windows fires in the window where it reaches the count; one that ended before
     the window was the previous run's."""

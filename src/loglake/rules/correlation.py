@@ -93,7 +93,16 @@ def correlation_sql(correlation: SigmaCorrelationRule, parts: list[Part], eviden
             "correlation.condition.field",
             "loglake's value_count counts the values of one field: give one (the others may go in group-by)",
         )
-    events = "\nUNION ALL BY NAME\n".join(_events(i, p, correlation, groups) for i, p in enumerate(parts))
+    # event_count and value_count count events: one that several of the rules match is one event (the first rule's,
+    # whose group it is in); temporal counts the rules that matched, each by the events it matched
+    once = kind in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
+    selects, taken = [], []
+    for i, part in enumerate(parts):
+        select, where = _events(i, part, correlation, groups, [w for t, w in taken if t == part.source.table.name])
+        selects.append(select)
+        if once:
+            taken.append((part.source.table.name, where))
+    events = "\nUNION ALL BY NAME\n".join(selects)
     ctes = [window_views(s.table for s in _distinct_sources(parts)), f"_loglake_events AS (\n{events}\n)"]
     group = partition(groups)
     frame = f'ORDER BY "timestamp" RANGE BETWEEN INTERVAL {seconds} SECOND PRECEDING AND CURRENT ROW'
@@ -163,8 +172,11 @@ def _distinct_sources(parts: list[Part]) -> list[Source]:
     return list(seen.values())
 
 
-def _events(index: int, part: Part, correlation: SigmaCorrelationRule, groups: tuple[str, ...]) -> str:
-    """The events of one rule, with the rule's number and the group (and counted) values by name."""
+def _events(
+    index: int, part: Part, correlation: SigmaCorrelationRule, groups: tuple[str, ...], taken: list[str]
+) -> tuple[str, str]:
+    """The events of one rule, with the rule's number and the group (and counted) values by name, but those of
+    `taken` (earlier rules' conditions over its table); and its own condition."""
     extra = [f"{index} AS _loglake_rule"]
     grouped = []
     for name in groups:
@@ -176,7 +188,9 @@ def _events(index: int, part: Part, correlation: SigmaCorrelationRule, groups: t
         counted = _field_in(part, correlation, correlation.condition.fieldref, "correlation.condition.field")
         extra.append(f"{counted} AS _loglake_value_of")
     table = quote_name(part.source.table.name)
-    return f"SELECT *, {', '.join(extra)} FROM {table} WHERE {in_groups(part.condition, grouped)}"
+    where = in_groups(part.condition, grouped)
+    others = "".join(f" AND NOT coalesce(({condition}), false)" for condition in taken)
+    return f"SELECT *, {', '.join(extra)} FROM {table} WHERE {where}{others}", where
 
 
 def _field_in(part: Part, correlation: SigmaCorrelationRule, name: str, where: str) -> str:
