@@ -305,6 +305,31 @@ def test_a_v1_aggregation_is_one_problem_in_loglakes_words(tmp_path: Path, timef
     ]
 
 
+CONDITION_SYNTAX = {  # condition: what is wrong with it, in place of pyparsing's grammar ("Expected {{{'1' | ...")
+    "2 of them": "'2 of them' is no condition: '2 of' (at column 1): Sigma says `1 of`, `any of` or `all of`"
+    " selections, not how many (to count events, write a correlation rule)",
+    "sel and": "'sel and' is no condition: it ends after 'and', where a selection must follow",
+    "sel filter": "'sel filter' is no condition: 'filter' (at column 5) follows 'sel' without and or or between them",
+    "sel AND filter": "'sel AND filter' is no condition: 'AND' (at column 5) is written in lower case: and",
+    "sel or or filter": "'sel or or filter' is no condition: 'or' (at column 8) has no selection between 'or' and it",
+    "sel and (filter": "'sel and (filter' is no condition: the '(' at column 9 is not closed",
+    "sel)": "'sel)' is no condition: ')' (at column 4) closes no '('",
+    "1 of": "'1 of' is no condition: '1 of' (at column 1) needs the selections after it: a name, a pattern (sel*)"
+    " or them",
+    "sel*": "'sel*' is no condition: 'sel*' (at column 1) is a pattern: write `1 of sel*` or `all of sel*`",
+    "sel && filter": "'sel && filter' is no condition: '&&' (at column 5) is not part of one (selections joined with"
+    " and, or, not and parentheses; `1 of sel*`, `all of them`)",
+}
+
+
+@pytest.mark.parametrize("condition", list(CONDITION_SYNTAX))
+def test_a_condition_that_cannot_be_parsed_says_what_is_wrong_where(tmp_path: Path, condition: str) -> None:
+    text = sigma(f"{{sel: {{severity: error}}, filter: {{service: a}}, condition: '{condition}'}}")
+    assert [(p.field, p.message) for p in problems_of(tmp_path, text)] == [
+        ("detection.condition", CONDITION_SYNTAX[condition])
+    ]
+
+
 @pytest.mark.parametrize(
     ("typo", "column"),
     [

@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, get_args, get_type_hints
 
+from pyparsing import ParseException
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import (
+    SigmaConditionError,
     SigmaCorrelationConditionError,
     SigmaCorrelationTypeError,
     SigmaError,
@@ -234,7 +236,12 @@ def _condition_problem(detection: dict[str, Any]) -> str | None:
             stand_ins if condition is None else {**stand_ins, "condition": condition}
         )
         for parsed in detections.parsed_condition:
-            parsed.parse()
+            try:
+                parsed.parse()
+            except SigmaConditionError as e:
+                if isinstance(e.__context__, ParseException):  # (pyparsing's words: "Expected {{{'1' | ...")
+                    return _syntax_problem(parsed.condition, e.__context__)
+                raise
     except SigmaError as e:
         message = _sigma_message(e)
         undefined = _UNDEFINED.fullmatch(message)
@@ -248,6 +255,72 @@ def _condition_problem(detection: dict[str, Any]) -> str | None:
 
 
 _UNDEFINED = re.compile(r"Detection '(.*)' not defined in detections")  # (pySigma's words)
+_CONDITION_TOKEN = re.compile(r"[()]|[A-Za-z0-9_*-]+|[^\sA-Za-z0-9_*()-]+")
+_CONDITION_SYNTAX = "selections joined with and, or, not and parentheses; `1 of sel*`, `all of them`"
+
+
+def _syntax_problem(condition: str, error: ParseException) -> str:
+    """What is wrong with a condition pySigma could not parse, at which column of it (pyparsing's message lists
+    its grammar, as it expected it at the point where it gave up)."""
+    tokens = [(m.group(), m.start() + 1) for m in _CONDITION_TOKEN.finditer(condition)]
+    said = f"{condition!r} is no condition"
+    opened: list[int] = []  # the columns of the open parentheses
+    operand = True  # whether a selection (or `not`, `(`, `1 of`) comes next
+    previous = ""
+    i = 0
+    while i < len(tokens):
+        token, column = tokens[i]
+        following = tokens[i + 1][0] if i + 1 < len(tokens) else ""
+        at = f"at column {column}"
+        if not re.fullmatch(r"[()]|[A-Za-z0-9_*-]+", token):
+            return f"{said}: {token!r} ({at}) is not part of one ({_CONDITION_SYNTAX})"
+        if token.lower() in ("and", "or", "not") and token != token.lower():
+            return f"{said}: {token!r} ({at}) is written in lower case: {token.lower()}"
+        if following == "of" and token not in ("1", "any", "all"):
+            if token.isdigit():
+                return (
+                    f"{said}: '{token} of' ({at}): Sigma says `1 of`, `any of` or `all of` selections, not how many"
+                    " (to count events, write a correlation rule)"
+                )
+            return f"{said}: 'of' (column {tokens[i + 1][1]}) comes after 1, any or all, not after {token!r}"
+        if operand:
+            if token == "(":
+                opened.append(column)
+            elif token in ("and", "or"):
+                before = f"between {previous!r} and it" if previous and previous != "(" else "before it"
+                return f"{said}: {token!r} ({at}) has no selection {before}"
+            elif token == ")":
+                return f"{said}: ')' ({at}) comes where a selection is expected"
+            elif token == "of":
+                return f"{said}: 'of' ({at}) comes after 1, any or all (`1 of sel*`)"
+            elif following == "of":  # 1, any or all
+                if i + 2 >= len(tokens) or not re.fullmatch(r"[A-Za-z0-9_*]+", tokens[i + 2][0]):
+                    return (
+                        f"{said}: '{token} of' ({at}) needs the selections after it: a name, a pattern (sel*) or them"
+                    )
+                operand, previous, i = False, tokens[i + 2][0], i + 3
+                continue
+            elif "*" in token:
+                return f"{said}: {token!r} ({at}) is a pattern: write `1 of {token}` or `all of {token}`"
+            elif token != "not":
+                operand = False
+        elif token in ("and", "or"):
+            operand = True
+        elif token == ")":
+            if not opened:
+                return f"{said}: ')' ({at}) closes no '('"
+            opened.pop()
+        else:
+            return f"{said}: {token!r} ({at}) follows {previous!r} without and or or between them"
+        previous = token
+        i += 1
+    if not tokens:
+        return f"is empty: name the selections it matches ({_CONDITION_SYNTAX})"
+    if operand:
+        return f"{said}: it ends after {previous!r}, where a selection must follow"
+    if opened:
+        return f"{said}: the '(' at column {opened[-1]} is not closed"
+    return f"{said}: it cannot be read from column {error.loc + 1} ({_CONDITION_SYNTAX})"
 
 
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
