@@ -53,6 +53,7 @@ from loglake.rules.networks import network_regex
 from loglake.rules.sources import BY_TABLE, SOURCES, Field, Source, UnknownField, quote_name, sql_text
 
 TABLE_STATE = "table"  # the pipeline state key naming the rule's table
+_STRINGS = (SigmaString, SigmaCasedString)  # (exactly: not their subclasses)
 _COMPARE = {
     SigmaCompareExpression.CompareOperators.LT: "<",
     SigmaCompareExpression.CompareOperators.LTE: "<=",
@@ -300,6 +301,43 @@ class DuckDBBackend(TextQueryBackend):
         raise SigmaFeatureNotSupportedByBackendError("query expressions (placeholders) are not supported")
 
     # -- structure ---------------------------------------------------------------------------
+
+    def convert_condition_or(self, cond: ConditionOR, state: Any) -> Any:
+        """Any of several strings of one field (a list of values) as one test of the field, read once, the values
+        without wildcards as a list (`lower(f) IN (...)`): a test each was a JSON read each, and a list of 16,000
+        values 4 MB of SQL, which took 20 s to load."""
+        lists: dict[tuple[str, bool], list[SigmaString]] = {}
+        others = []
+        for arg in cond.args:
+            if isinstance(arg, ConditionFieldEqualsValueExpression) and arg.field and type(arg.value) in _STRINGS:
+                lists.setdefault((arg.field, type(arg.value) is SigmaCasedString), []).append(arg.value)
+            else:
+                others.append(arg)
+        if all(len(values) < 2 for values in lists.values()):
+            return super().convert_condition_or(cond, state)
+        tests = [
+            self._any_value(field, state, lambda text, v=values, c=cased: self._strings_match(text, v, c))
+            for (field, cased), values in lists.items()
+        ]
+        tests += [self.convert_condition_group(arg, state) for arg in others]
+        return " OR ".join(tests) if len(tests) > 1 else tests[0]
+
+    def _strings_match(self, text_sql: str, values: list[SigmaString], cased: bool) -> str:
+        """`text_sql` matching any of the values (_string_match's of each)."""
+        plain: dict[str, list[str]] = {"as is": [], "any case": []}  # those without wildcards
+        tests = []
+        for value in values:
+            if value.contains_special() or value.contains_placeholder():
+                tests.append(self._string_match(text_sql, value, cased))
+            else:
+                text = str(value.to_plain())
+                plain["as is" if cased or text.lower() == text.upper() else "any case"].append(text)
+        if plain["as is"]:
+            tests.append(f"{text_sql} IN ({', '.join(map(sql_text, plain['as is']))})")
+        if plain["any case"]:  # as ILIKE without wildcards, which lowers both sides (as a constant, when ASCII)
+            lowered = [sql_text(t.lower()) if t.isascii() else f"lower({sql_text(t)})" for t in plain["any case"]]
+            tests.append(f"lower({text_sql}) IN ({', '.join(lowered)})")
+        return f"({' OR '.join(tests)})" if len(tests) > 1 else tests[0]
 
     def convert_condition_not(self, cond: ConditionNOT, state: Any) -> str:
         """`NOT coalesce(x, false)`: where x is NULL (a field the record lacks), it did not match, so
