@@ -14,6 +14,10 @@ const TRACE_WINDOW = 3600e3; // "logs of this trace" looks this far either side 
 const PAGE = 100;
 const SECONDS_LABELED_BELOW_MS = 10 * 60e3; // a histogram spanning less has its axis labeled to the second
 const DRAWN_MARK = "loglake:explore-drawn";
+// sessionStorage: the query typed in the box and not yet searched, with the query of the view it was typed over
+// ({ over, text }), as the SQL page keeps its draft: a session that ended meanwhile sent the person to sign in (from
+// the range picker, the live tail's toggle), and back on the view the box held the view's query, the typing gone.
+const DRAFT_KEY = "loglake-explore-draft";
 
 // The view's state from the URL; `now` fixed when the view is drawn, so the histogram, the list and its
 // pages all cover the same window.
@@ -54,7 +58,11 @@ export function render(main, { params, navigate }) {
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
   const queryBox = queryInput(state, left.signal);
-  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: filterText(queryBox.input.value) }); } },
+  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => {
+    e.preventDefault();
+    sessionStorage.removeItem(DRAFT_KEY); // (searched: the view's query now, and no draft of the view it leaves)
+    go({ q: filterText(queryBox.input.value) });
+  } },
     queryBox.root,
     rangePicker(state, go),
     h("button", { type: "submit", class: "primary", text: "Search" }));
@@ -94,9 +102,10 @@ function queryInput(state, signal) {
   const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 }, signal })
     .catch(() => ({})));
   const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
+  const draft = keptDraft(state.q);
   const input = textBox({
     // (type text, not search: Chrome empties a search box on Escape, which here only closes what is open)
-    id: "q", name: "q", value: state.q, autocomplete: "off", spellcheck: "false",
+    id: "q", name: "q", value: draft ?? state.q, autocomplete: "off", spellcheck: "false",
     "data-query-box": "", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
     "aria-controls": "q-completions", "aria-label": "Search query",
     placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
@@ -132,8 +141,12 @@ function queryInput(state, signal) {
     const caret = start + chosen.length + after.length;
     input.setSelectionRange(caret, caret);
     close();
+    keep();
     if (chosen.endsWith(":")) show();
   };
+  // (the box holds what it shows, escapes for bidi controls: typed() reads them back, as a search does)
+  const keep = () => keepDraft(state.q, typed(input.value));
+  input.addEventListener("input", keep);
   input.addEventListener("input", show);
   input.addEventListener("blur", close);
   input.addEventListener("keydown", (e) => {
@@ -144,7 +157,23 @@ function queryInput(state, signal) {
     else if (e.key === "Escape") { e.stopPropagation(); close(); }
   });
   document.addEventListener("loglake:close", close);
-  return { root: h("div", { class: "q-wrap" }, input, list), input };
+  return { root: h("div", { class: "q-wrap" }, input, list), input, keep };
+}
+
+// The query typed over the view of query `over` and not searched, or null: none, or typed over another view (a
+// link followed, a facet clicked) whose query the box shows.
+function keptDraft(over) {
+  try {
+    const draft = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
+    return draft && draft.over === over ? draft.text : null;
+  } catch {
+    return null; // unreadable: the view's query
+  }
+}
+
+function keepDraft(over, text) {
+  if (text.trim() === over) sessionStorage.removeItem(DRAFT_KEY); // (the view's own query: nothing unsearched)
+  else sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ over, text }));
 }
 
 // The word being typed, after any ( that opens a group: `(serv` completes `serv`.
@@ -273,7 +302,7 @@ async function loadFacets(box, state, go, queryBox, { signal, expanded = new Set
       const key = attributeKey([item.value]);
       return key === null ? h("span", { class: "facet", text: item.value }, count(item))
         : h("button", { type: "button", class: "facet", title: `Complete ${key}: in the query`,
-          onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, printable(`${key}:`)); queryBox.input.focus(); } },
+          onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, printable(`${key}:`)); queryBox.keep(); queryBox.input.focus(); } },
         h("span", { text: item.value }), count(item));
     };
     const section = (title, name, items) => { // (name: the facet; a record field, but attribute_keys)
