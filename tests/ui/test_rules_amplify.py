@@ -151,7 +151,7 @@ def test_a_per_day_reports_chart_draws_its_measure_not_the_requests(page, loglak
         article = page.locator("article.report", has=page.get_by_role("heading", name=report["title"]))
         chart = article.locator("svg.chart")
         bars = [bar.splitlines()[0] for bar in chart.locator("g > title").all_text_contents()]
-        assert [bar.split(": ")[0] for bar in bars] == [row[0] for row in report["rows"]]
+        assert [bar.split(": ")[0] for bar in bars] == [f"{row[0]} (UTC)" for row in report["rows"]]
         assert all(bar.endswith(f" {column}") for bar in bars), bars
         # one line: the day and its measure ("info: 123" under it named a colour's severity, not the measure)
         assert all("\n" not in tip for tip in chart.locator("g > title").all_text_contents())
@@ -161,6 +161,26 @@ def test_a_per_day_reports_chart_draws_its_measure_not_the_requests(page, loglak
     axis = page.locator("article.report", has_text="Bytes served per day").locator(".axis-max").inner_text()
     cells = page.locator("article.report", has_text="Bytes served per day").locator("td.num").all_inner_texts()
     assert axis.endswith("iB") and axis in cells, (axis, highest, cells)
+
+
+def test_a_per_day_reports_days_say_they_are_utc_days(browser, loglake):
+    """A UI trial: the per-day reports' days are the server's UTC days (the lake's date partitions), unlabelled
+    beside the page's times in the browser's zone: in New York "2026-12-05" held the 5th's evening and the 6th's
+    early hours."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/amplify?app=shop&range=7d")
+        article = page.locator("article.report", has_text="Bytes served per day")
+        article.locator("svg.chart").wait_for()
+        assert article.locator("th").first.inner_text() == "date (UTC)"
+        days = article.locator("tbody td:first-child").all_inner_texts()
+        tips = [tip.split(": ")[0] for tip in article.locator("svg.chart g > title").all_text_contents()]
+        assert days and tips == [f"{day} (UTC)" for day in days]
+        assert page.locator("article.report", has_text="Top paths").locator("th").first.inner_text() == "path"
+    finally:
+        context.close()
 
 
 def test_a_collection_runs_start_is_shown_in_the_zone_of_every_time_on_the_page(page, loglake):

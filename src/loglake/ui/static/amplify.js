@@ -73,18 +73,21 @@ async function loadReports(box, app, range) {
 // A saved query's result: a chart when its rows are per date, and the rows as a table. The chart draws the
 // report's measure, its last numeric column (bytes, hit_percent): the first, the requests beside it, was drawn
 // under "Bytes served per day" and "Cache hit ratio per day" alike.
+// A `date` is a UTC day, the lake's partition (as a backtest's days): the server counted the day's rows, which the
+// page cannot count again in another zone (a local day holds parts of two UTC days). So its days say UTC, beside
+// the page's times in the zone chosen.
 function report(result) {
   const names = result.columns.map((c) => c.name);
   const dateAt = names.indexOf("date");
   const valueAt = names.findLastIndex((n, i) => i !== dateAt && result.rows.some((row) => typeof row[i] === "number"));
   const chart = dateAt >= 0 && valueAt >= 0 && result.rows.length
-    ? stackedBars(result.rows.map((row) => ({ start: Date.parse(`${row[dateAt]}T00:00:00Z`), width: 86400e3, label: String(row[dateAt]), parts: [["info", row[valueAt]]] })),
+    ? stackedBars(result.rows.map((row) => ({ start: Date.parse(`${row[dateAt]}T00:00:00Z`), width: 86400e3, label: `${row[dateAt]} (UTC)`, parts: [["info", row[valueAt]]] })),
       { label: names[valueAt], height: 100, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10),
         valueFormat: names[valueAt] === "bytes" ? formatBytes : undefined })
     : null;
   return h("article", { class: "report" }, h("h2", { text: result.title }),
     result.rows.length ? [chart, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-      h("thead", {}, h("tr", {}, names.map((n, i) => h("th", { scope: "col", class: result.rows.some((row) => typeof row[i] === "number") ? "num" : "", text: n })))),
+      h("thead", {}, h("tr", {}, names.map((n, i) => h("th", { scope: "col", class: result.rows.some((row) => typeof row[i] === "number") ? "num" : "", text: i === dateAt ? `${n} (UTC)` : n })))),
       h("tbody", {}, result.rows.map((row) => h("tr", {}, row.map((v, i) => h("td", { class: typeof v === "number" ? "num" : "",
         text: v === null ? "–" : names[i] === "bytes" ? formatBytes(v) : String(v) })))))))]
       : h("p", { class: "muted", text: "No requests in this range." }));

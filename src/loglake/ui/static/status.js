@@ -102,7 +102,7 @@ async function loadStorage(box) {
     const rows = tables.flatMap((table) => (table.partitions || []).map((p) => [table.name, p]));
     replace(box, h("h2", { text: "Storage by table and day (the lake)" }),
       rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-        h("thead", {}, h("tr", {}, ["Table", "Day", "Files", "Records", "Size"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", {}, h("tr", {}, ["Table", "Day (UTC)", "Files", "Records", "Size"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rows.map(([name, p]) => h("tr", {}, h("td", { text: name }), h("td", { text: p.date }),
           h("td", { class: "num", text: p.files }), h("td", { class: "num", text: p.records.toLocaleString() }), h("td", { class: "num", text: formatBytes(p.bytes) }))))))
         : h("p", { class: "muted", text: "Nothing is in the lake yet: records stay in the hot store until the next flush." }));
