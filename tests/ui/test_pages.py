@@ -642,6 +642,30 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
         assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
 
 
+def test_a_deliverys_error_keeps_its_lines(page, loglake):
+    """A UI trial: an SMTP server's reply of several lines (as smtplib joins them) was shown as one run-on line, its
+    indentation gone, where the other pages show a server's message verbatim; a routing problem alike."""
+    said = "SMTP 550: 5.7.1 The message was rejected by policy:\n5.7.1   see https://mail.example/policy"
+    worker = "OperationalError: database is locked\n  (retried in 5 s)"
+
+    def with_lines(route):
+        answer = route.fetch().json()
+        answer["deliveries"][0]["last_error"] = said
+        answer["worker_error"] = worker
+        route.fulfill(json=answer)
+
+    with _alert_whose_trigger_is_dead(loglake, "Refused in lines", "Lines kept") as (_, alert_id):
+        page.route(re.compile(r".*/alerts/deliveries\?.*"), with_lines)
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+        error = page.locator(".deliveries tbody td").filter(has_text="5.7.1")
+        error.wait_for()
+        problem = page.locator(".deliveries p.error")
+        assert (error.inner_text(), problem.inner_text()) == (said, worker)  # (inner_text: the text as laid out)
+        for shown in (error.locator("span"), problem):
+            assert "monospace" in shown.evaluate("e => getComputedStyle(e).fontFamily")
+
+
 def test_a_dead_trigger_older_than_a_page_of_deliveries_is_still_shown_to_retry(page, loglake):
     # A running alert's updates wait behind its dead trigger; past a page of them the trigger, the one delivery
     # to retry, fell off the alert's page.

@@ -207,6 +207,40 @@ def test_a_collection_runs_start_is_shown_in_the_zone_of_every_time_on_the_page(
     assert row.locator("td").first.inner_text() == started.strftime("%Y-%m-%d %H:%M:%S.000 UTC")
 
 
+def test_the_collections_errors_keep_their_lines(page, loglake):
+    """A UI trial: the collection's errors (the schedule's last one, a run's) were shown on one line, their line
+    breaks and indentation gone, where a rule's run's error keeps them."""
+    last = 'Binder Error: Referenced column "x" not found\n\nLINE 1: SELECT x FROM t\n               ^'
+    denied = "2026-12-01 window: AccessDeniedException:\n  User is not authorized to perform amplify:GenerateAccessLogs"
+    app = {"app": "shop", "windows_ok": 0, "windows_failed": 2, "rows": 0, "bytes": 0, "errors": [denied, "throttled"]}
+    run = {"started": "2026-12-01T00:00:00Z", "finished": "2026-12-01T00:00:01Z", "ok": False, "apps": [app]}
+
+    def collecting(route):
+        status = route.fetch().json()
+        status["schedule"] = {
+            "schedule": "every 1h",
+            "next_run": "2026-12-01T01:00:00Z",
+            "running": False,
+            "last_run": None,
+            "last_error": last,
+        }
+        status["runs"] = [run, {"unreadable": f"a run stored as no JSON:\n  {last}"}]
+        route.fulfill(json=status)
+
+    page.route("**/amplify/status", collecting)
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/amplify")
+    page.get_by_text("Last 2 collection runs").click()
+    shown = {
+        last: page.locator(".card p.error"),
+        f"{denied}\nthrottled": page.locator("td.error").first,
+        f"a run stored as no JSON:\n  {last}": page.locator("td.error").last,
+    }
+    for said, error in shown.items():
+        assert error.inner_text() == said  # (inner_text: the text as laid out)
+        assert "monospace" in error.evaluate("e => getComputedStyle(e).fontFamily")
+
+
 def test_a_query_error_keeps_its_lines_wherever_it_is_shown(page, loglake):
     """A UI trial: a rule's run that failed with DuckDB's error showed it on one line in Recent runs, its caret line
     ("^^^^") run together with the SQL it points into, so that it pointed at nothing (the SQL page kept the lines)."""

@@ -282,7 +282,8 @@ function statusChange(alert, reload, unsent) {
   return h("div", { class: "toolbar status-change" }, note, buttons, message);
 }
 
-// A dead delivery can be sent again (alerts scope): the server's worker sends it once, attempts reset.
+// A dead delivery can be sent again (alerts scope): the server's worker sends it once, attempts reset. The server's
+// messages (a destination's answer, a routing problem) are shown verbatim, their lines and spaces kept.
 async function loadDeliveries(box, alertId, mayRetry) {
   const reload = () => loadDeliveries(box, alertId, mayRetry);
   try {
@@ -295,7 +296,7 @@ async function loadDeliveries(box, alertId, mayRetry) {
       const shown = new Set(deliveries.map((d) => d.id));
       deliveries = deliveries.concat(dead.deliveries.filter((d) => !shown.has(d.id)));
     }
-    const problems = [...answer.routing_problems, answer.worker_error].filter(Boolean).map((p) => h("p", { class: "error", text: p }));
+    const problems = [...answer.routing_problems, answer.worker_error].filter(Boolean).map((p) => h("p", { class: "error verbatim", text: p }));
     if (!deliveries.length) {
       replace(box, problems, h("p", { class: "muted", text: "No deliveries: alerting.yml routes this alert nowhere, or delivery has not run yet." }));
       return;
@@ -318,7 +319,7 @@ async function loadDeliveries(box, alertId, mayRetry) {
       h("thead", {}, h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
-        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", {}, d.last_error || "", elsewhere(d.waits_for)),
+        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", {}, d.last_error ? h("span", { class: "verbatim", text: d.last_error }) : null, elsewhere(d.waits_for)),
         mayRetry ? h("td", {}, d.retryable ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))),
       answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.deliveries.length} deliveries are shown, and every dead one; loglake alerts deliveries --alert ${alertId} lists them all.` }) : null);
   } catch (error) {

@@ -25,7 +25,7 @@ async function loadStatus(box, reports, chosen, go) {
       h("div", { class: "cards" },
         h("div", { class: "card" }, h("h2", { text: "Collection" }),
           schedule ? [h("p", { text: `Schedule: ${schedule.schedule}` }), h("p", { text: `Next run: ${schedule.next_run ? formatTime(Date.parse(schedule.next_run)) : "–"}` }),
-            schedule.last_error ? h("p", { class: "error", text: schedule.last_error }) : null]
+            schedule.last_error ? h("p", { class: "error verbatim", text: schedule.last_error }) : null]
             : h("p", { class: "muted", text: "This server does not collect on a schedule." })),
         answer.apps.map((a) => h("div", { class: "card" }, h("h2", { text: a.app }), h("p", { class: "muted small", text: `collected until ${formatTime(Date.parse(a.collected_until))}` })))),
       schedule ? null : h("p", { class: "muted" }, howToCollect(answer.schedule_setting)),
@@ -50,14 +50,16 @@ function howToCollect(setting) {
     h("code", { text: "loglake amplify collect --config amplify.json" }), "."];
 }
 
+// The server's messages (a failed window's AWS error, a query's) keep their lines and spaces, as a rule's run's error
+// does: one a line.
 function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted", text: "No collection has run yet." });
   return h("details", {}, h("summary", { text: `Last ${counted(runs.length, "collection run")}` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", class: t === "Rows" || t === "Downloaded" ? "num" : "", text: t })))),
-    h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
+    h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error verbatim", text: run.unreadable }))]
       : run.apps.map((a) => h("tr", {}, h("td", { text: formatTime(Date.parse(run.started)) }), h("td", { text: a.app }),
         h("td", { text: `${a.windows_ok} / ${a.windows_failed}` }), h("td", { class: "num", text: a.rows.toLocaleString() }),
-        h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: run.error || a.errors.length ? "error" : "", text: [run.error, ...a.errors].filter(Boolean).join("; ") }))))))));
+        h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: run.error || a.errors.length ? "error verbatim" : "", text: [run.error, ...a.errors].filter(Boolean).join("\n") }))))))));
 }
 
 async function loadReports(box, app, range) {
