@@ -77,6 +77,34 @@ def test_a_paused_live_tail_holds_no_more_than_its_list_shows(page, restartable)
     assert 2000 <= page.evaluate("window.rowsAdded") < 2500
 
 
+def test_a_live_tail_draws_what_arrives_once_a_frame(page, restartable):
+    """A UI trial: each record that arrived was drawn and scrolled to on its own, so at a few hundred a second the
+    page janked; what arrives between two frames is drawn, and scrolled to, together. The newest stays in view."""
+    page.add_init_script(
+        """(() => {
+        window.scrolls = 0;
+        const scroll = Element.prototype.scrollIntoView;
+        Element.prototype.scrollIntoView = function (...args) { window.scrolls++; return scroll.apply(this, args); };
+    })()"""
+    )
+    sign_in(page, restartable)
+    page.goto(restartable.url + "/ui/explore?q=service%3Aframes&tail=1")
+    page.get_by_text("Live", exact=True).wait_for()
+    restartable.send([{"service": "frames", "message": f"record {i}"} for i in range(400)])
+    page.locator(".record .message", has_text="record 399").wait_for()
+    assert page.locator(".record").count() == 400
+    assert 1 <= page.evaluate("window.scrolls") < 40, page.evaluate("window.scrolls")
+    page.mouse.wheel(0, 3000)  # scrolled down the list: what arrives next is brought into view
+    page.wait_for_function("() => window.scrollY > 0")
+    restartable.send([{"service": "frames", "message": f"record {i}"} for i in range(400, 500)])
+    newest = page.locator(".record .message", has_text="record 499")
+    newest.wait_for()
+    assert page.locator(".record .message").first.inner_text() == "record 499"
+    in_view = "e => e.getBoundingClientRect().top >= 0 && e.getBoundingClientRect().bottom <= innerHeight"
+    assert newest.evaluate(in_view)
+    assert page.evaluate("window.scrolls") < 80
+
+
 def test_a_live_tail_outlives_a_restart_of_the_server_and_links_to_what_it_missed(page, restartable):
     lake = restartable
     sign_in(page, lake)

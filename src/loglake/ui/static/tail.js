@@ -21,11 +21,15 @@ export function startTail(box, state, go, stopped) {
   const rate = h("span", { class: "rate", text: "0 records/s" });
   const note = h("span", { class: "muted", role: "status", text: "Connecting…" });
   let paused = false, arrivals = [], held = [];
+  // Records that came since the last frame, drawn together in the next (one change of the list, one scroll): drawn
+  // one by one, each scrolled to, a few hundred a second held the page still. A tab in the background draws no
+  // frames: they wait there, the newest KEPT at most, as a paused tail's do.
+  let coming = [], frame = null;
   const pause = h("button", { type: "button", class: "toggle", "aria-pressed": "false", text: "Pause", onclick: () => {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
     pause.setAttribute("aria-pressed", String(paused));
-    if (!paused) { show(held); held = []; }
+    if (!paused) { showSoon(held); held = []; }
   } });
   const follow = h("input", { type: "checkbox", id: "autoscroll", checked: true });
   replace(box, h("div", { class: "tail-bar" }, pause, h("label", { for: "autoscroll" }, follow, " Keep the newest in view"), rate, note), list);
@@ -36,6 +40,17 @@ export function startTail(box, state, go, stopped) {
     list.prepend(...records.map((record) => recordRow(record, state, go)).reverse());
     while (list.children.length > KEPT) list.lastChild.remove();
     if (follow.checked) list.firstChild?.scrollIntoView({ block: "nearest" });
+  }
+
+  function showSoon(records) {
+    coming.push(...records);
+    if (coming.length > KEPT) coming.splice(0, coming.length - KEPT);
+    frame ??= requestAnimationFrame(() => {
+      frame = null;
+      const drawn = coming;
+      coming = [];
+      show(drawn);
+    });
   }
 
   const address = url("/logs/tail", { q: state.q });
@@ -60,7 +75,7 @@ export function startTail(box, state, go, stopped) {
         // Resume shows the newest KEPT at most: an older one held would leave the list as soon as it came in (a
         // tail paused for a night held every record of the night)
         if (held.length > KEPT) held.shift();
-      } else show([record]);
+      } else showSoon([record]);
     });
     source.addEventListener("dropped", (event) => {
       // The server keeps the newest of a burst: the dropped came before them, since the last record shown.
@@ -134,5 +149,5 @@ export function startTail(box, state, go, stopped) {
     arrivals = arrivals.filter((t) => now - t < 5000);
     rate.textContent = `${(arrivals.length / 5).toFixed(1)} records/s`;
   }, 1000);
-  return () => { left = true; source.close(); clearTimeout(retry); clearInterval(timer); };
+  return () => { left = true; source.close(); clearTimeout(retry); clearInterval(timer); cancelAnimationFrame(frame); };
 }
