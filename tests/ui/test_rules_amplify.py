@@ -126,6 +126,21 @@ def test_an_apps_reports_and_the_collection(page, loglake):
     assert "loglake amplify collect --config amplify.json" in collection, collection
 
 
+def test_a_links_app_with_no_rows_is_the_one_the_picker_shows(page, loglake):
+    """A UI trial: /ui/amplify?app=gone (a bookmark of an app since removed) showed "shop" in the picker over the error
+    about gone, and picking shop there was no change: nothing happened."""
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/amplify?app=gone&range=7d")
+    page.get_by_role("alert").filter(has_text="no rows of app 'gone'").wait_for()
+    picker = page.get_by_label("App")
+    assert picker.input_value() == "gone"
+    assert picker.locator("option").all_inner_texts() == ["gone", "shop"]
+    picker.select_option("shop")
+    page.wait_for_url("**/ui/amplify?app=shop&range=7d")
+    page.locator("article.report").first.wait_for()
+    assert picker.locator("option").all_inner_texts() == ["shop"]
+
+
 def test_a_server_with_no_amplify_app_says_how_to_collect_one(page, tmp_path):
     with serving(tmp_path) as lake:
         sign_in(page, lake)

@@ -21,6 +21,9 @@ async function loadStatus(box, reports, chosen, go) {
     const [answer, { apps }] = await Promise.all([api("/amplify/status"), api("/amplify/apps")]);
     const schedule = answer.schedule;
     const app = chosen.app || apps[0] || "";
+    // A link's app with no rows (a bookmark, a typo) is the one chosen, the server's 404 under it: the picker showed
+    // the first app over that error, and picking it was no change, so nothing happened.
+    const choices = app && !apps.includes(app) ? [app, ...apps] : apps;
     replace(box,
       h("div", { class: "cards" },
         h("div", { class: "card" }, h("h2", { text: "Collection" }),
@@ -30,8 +33,8 @@ async function loadStatus(box, reports, chosen, go) {
         answer.apps.map((a) => h("div", { class: "card" }, h("h2", { text: a.app }), h("p", { class: "muted small", text: `collected until ${formatTime(Date.parse(a.collected_until))}` })))),
       schedule ? null : h("p", { class: "muted" }, howToCollect(answer.schedule_setting)),
       runsTable(answer.runs),
-      apps.length ? h("div", { class: "toolbar" },
-        h("select", { "aria-label": "App", onchange: (e) => go({ app: e.target.value }) }, apps.map((name) => h("option", { value: name, text: name, selected: name === app }))),
+      choices.length ? h("div", { class: "toolbar" },
+        h("select", { "aria-label": "App", onchange: (e) => go({ app: e.target.value }) }, choices.map((name) => h("option", { value: name, text: name, selected: name === app }))),
         h("select", { "aria-label": "Range", onchange: (e) => go({ range: e.target.value }) }, RANGES.map((r) => h("option", { value: r, text: `last ${r}`, selected: r === chosen.range }))))
         : null);
     if (app) loadReports(reports, app, chosen.range);
