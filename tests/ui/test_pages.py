@@ -1062,6 +1062,31 @@ def test_a_search_typed_when_the_session_ended_is_there_after_signing_in_again(p
     assert page.locator("#q").input_value() == "service:api"
 
 
+def test_a_new_keys_secret_is_not_replaced_by_a_second_click(page, loglake):
+    """A UI trial: with a slow server, Create key clicked again (or Enter) sent the name a second time, and its 409
+    ("an active key named ... exists") replaced the first answer's secret, which is shown only once."""
+    held = []
+    page.route(
+        "**/admin/keys", lambda route: held.append(route) if route.request.method == "POST" else route.continue_()
+    )
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Status").click()
+    page.get_by_label("New key's name").fill("clicked-twice")
+    page.get_by_role("button", name="Create key").click()
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    assert page.get_by_role("button", name="Create key").is_disabled()
+    page.get_by_label("New key's name").press("Enter")
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    secret = page.locator(".secret")
+    secret.wait_for()
+    page.wait_for_timeout(500)
+    assert len(held) == 1 and secret.inner_text().startswith("llk_")
+    assert page.get_by_role("button", name="Create key").is_enabled()
+
+
 def _click_after_the_session_ended(page, loglake, button: str, back_at: str) -> None:
     """The session ends (expired, or signed out in another tab), then `button` is clicked: the sign-in page says so,
     and signing in again goes back to the page (`back_at`, a URL pattern)."""

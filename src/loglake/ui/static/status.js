@@ -122,15 +122,20 @@ async function loadKeys(box) {
   const rate = h("input", { type: "number", name: "rate_limit", min: "0.001", step: "any", "aria-label": "New key's rate limit (requests per second)", placeholder: "requests/s", value: draft.rate });
   const burst = h("input", { type: "number", name: "rate_burst", min: "1", step: "1", "aria-label": "New key's burst (requests at once)", placeholder: "burst", value: draft.burst });
   const ticked = () => scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+  // One key at a time: a second click while the first was on its way sent the name again, and its 409 ("an active key
+  // named ... exists") replaced the first's secret, shown only once: lost, the key made but of no use.
+  const create = h("button", { type: "submit", class: "primary", text: "Create key" });
   const form = h("form", { class: "toolbar", oninput: () => sessionStorage.setItem(DRAFT_KEY,
     JSON.stringify({ name: name.value, scopes: ticked(), rate: rate.value, burst: burst.value })), onsubmit: async (e) => {
     e.preventDefault();
+    if (create.disabled) return; // (Enter in a field submits too)
     const chosen = ticked();
     if (!chosen.length) { // (the API's own words were for its JSON: "scopes: must be an array of length >= 1")
       replace(made, h("p", { class: "error", text: "Tick at least one scope for the new key." }));
       return;
     }
     const limits = { rate_limit: rate.value ? Number(rate.value) : undefined, rate_burst: burst.value ? Number(burst.value) : undefined };
+    create.disabled = true;
     try {
       const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen, ...limits } });
       replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
@@ -140,10 +145,12 @@ async function loadKeys(box) {
       drawKeys(list, made);
     } catch (error) {
       replace(made, errorBox(error));
+    } finally {
+      create.disabled = false;
     }
   } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes),
   h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, h("span", { class: "muted", text: "own rate limit:" }), rate, burst),
-  h("button", { type: "submit", class: "primary", text: "Create key" }));
+  create);
   // The browser refuses a value it checks (the name's pattern, a rate below its minimum) without a submit: the
   // last submit's message, about another value, no longer applies.
   form.addEventListener("invalid", () => replace(made), true);
