@@ -23,7 +23,7 @@ from loglake.amplify.reports import SAVED_QUERIES
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.lake.layout import amplify_access_key
-from loglake.lake.manifest import LakeFile, add_files
+from loglake.lake.manifest import MANIFEST, LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStoreError
 from loglake.store.base import StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
@@ -493,6 +493,43 @@ async def test_a_scheduled_run_that_fails_as_a_whole_is_recorded_as_its_apps_fai
         app.close()
     status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "data"))
     assert "FAILED" in status.stdout and "  the whole run: ObjectStoreError: cannot list" in status.stdout
+
+
+class ManifestDeniedLake(LocalObjectStore):
+    """A lake that refuses the tables' manifests (a bucket policy that lets loglake write the apps' folders alone): a
+    run fails as a whole when it publishes them, after its apps were collected."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if key.endswith(MANIFEST):
+            raise ObjectStoreError(f"cannot write {key}: AccessDenied")
+        super().put(key, data)
+
+
+async def test_a_scheduled_run_that_fails_as_a_whole_keeps_what_its_apps_collected(
+    amplify: FakeAmplify, tmp_path: Path
+) -> None:
+    """Its report said every app collected nothing (0 rows, 0 windows done), while their rows were in the lake and
+    their watermarks had moved: `amplify status`, /healthz and the UI said the run had collected nothing."""
+    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]
+    app = scheduled_app(amplify, tmp_path, now)
+    danse = amplify.apps[DANSE["appId"]]
+    try:
+        schedule = app.runtime.amplify
+        assert schedule is not None and app.runtime.collector is not None
+        app.runtime.collector.lake = ManifestDeniedLake(tmp_path / "data" / "lake")
+        now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
+        assert schedule.tick() is None and "ObjectStoreError: cannot write" in schedule.last_error
+        assert schedule.status()["last_run"]["rows"] == len(danse.requests)
+        async with asgi_client(app, key_for(app, "read", "reader")) as client:
+            (run,) = (await client.get("/amplify/status")).json()["runs"]
+    finally:
+        app.close()
+    assert run["ok"] is False and run["error"].startswith("ObjectStoreError: cannot write")
+    by_app = {a["app"]: a for a in run["apps"]}
+    assert by_app["danse_tech"]["rows"] == len(danse.requests) and by_app["danse_tech"]["windows_ok"] > 0
+    assert by_app["danse_tech"]["watermark_after"] == "2026-11-09T00:00:00Z"
+    status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "data"))
+    assert f"FAILED, {len(danse.requests):,} rows" in status.stdout
 
 
 def test_a_failed_run_the_store_cannot_record_is_told_once_and_recorded_when_it_can(

@@ -171,26 +171,41 @@ class Collector:
     # -- running -----------------------------------------------------------------------------
 
     def run(
-        self, apps: list[str] | None = None, since: datetime | None = None, until: datetime | None = None
+        self,
+        apps: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        report: RunReport | None = None,
     ) -> RunReport:
         """Collect the chosen apps (all by default) concurrently; the report is stored in hot.db.
         Without `since`, each app continues from its watermark; with it, exactly [since, until) is
-        fetched, and the watermark only moves if the range continues it."""
+        fetched, and the watermark only moves if the range continues it. A `report` given is the one filled in as
+        the run goes: should the run fail as a whole (raise), its caller still has what the apps collected."""
         chosen = [self.config.app(name) for name in apps] if apps else list(self.config.apps)
         started_ms = int(self.clock() * 1000)
-        report = RunReport(started=iso_utc(from_ms(started_ms)))
+        report = report or RunReport(started="")
+        report.started = iso_utc(from_ms(started_ms))
+        report.apps = [AppReport(app.app_name) for app in chosen]
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
-            report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
+            list(pool.map(lambda app, of_app: self._collect_app(app, since, until, of_app), chosen, report.apps))
         report.expired_partitions, report.expired_exports = self.expire()
         finished_ms = self._now_ms()
         report.finished = iso_utc(from_ms(finished_ms))
         self.store_report(report, started_ms, finished_ms)
         return report
 
-    def failed_run(self, started_ms: int, finished_ms: int, error: str) -> RunReport:
-        """The report of a run of every app that failed as a whole, raising `error`."""
-        apps = [AppReport(a.app_name) for a in self.config.apps]
-        return RunReport(iso_utc(from_ms(started_ms)), iso_utc(from_ms(finished_ms)), apps, error=error)
+    def failed_run(
+        self, started_ms: int, finished_ms: int, error: str, collected: RunReport | None = None
+    ) -> RunReport:
+        """The report of a run of every app that failed as a whole, raising `error`, with what its apps had collected
+        before it did (`collected`, the report run() filled in): their windows done and rows stored are in the lake,
+        and a report of nothing collected would say otherwise."""
+        done = {a.app: a for a in collected.apps} if collected else {}
+        apps = [done.get(a.app_name) or AppReport(a.app_name) for a in self.config.apps]
+        report = RunReport(iso_utc(from_ms(started_ms)), iso_utc(from_ms(finished_ms)), apps, error=error)
+        if collected:
+            report.expired_partitions, report.expired_exports = collected.expired_partitions, collected.expired_exports
+        return report
 
     def store_report(self, report: RunReport, started_ms: int, finished_ms: int) -> None:
         """Keep a run's report in hot.db (`loglake amplify status`, GET /amplify/status)."""
@@ -234,9 +249,10 @@ class Collector:
             self.lake.delete(key)
         return len({(partitions_of(f.key)["app"], f.day) for f in old}), len(exports)
 
-    def _collect_app(self, app: AmplifyApp, since: datetime | None, until: datetime | None) -> AppReport:
+    def _collect_app(
+        self, app: AmplifyApp, since: datetime | None, until: datetime | None, report: AppReport
+    ) -> AppReport:
         started = time.perf_counter()
-        report = AppReport(app.app_name)
         watermark = self.watermark(app.app_name)
         report.watermark_before = iso_utc(watermark) if watermark else None
         # A range chosen by hand is fetched as it is: the late logs are the scheduled runs' to recheck.

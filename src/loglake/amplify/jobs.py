@@ -101,9 +101,10 @@ class AmplifySchedule:
             return None
         self.running, busy = True, False
         started_ms = int(self.clock() * 1000)
+        collected = RunReport(started="")  # what the apps collected, should the run fail as a whole
         try:
             with collection_lock(self.data_dir):
-                report = self.collector.run()
+                report = self.collector.run(report=collected)
             self.last_report, self.last_error = report, None
             self.on_report(report)
             return report
@@ -113,7 +114,7 @@ class AmplifySchedule:
         except Exception as e:  # the schedule goes on; the error shows in /healthz and the log
             log.exception("Amplify collection failed")
             self.last_error = f"{type(e).__name__}: {e}"
-            self._failed(started_ms, self.last_error)
+            self._failed(started_ms, self.last_error, collected)
             return None
         finally:
             self.running = False
@@ -122,12 +123,13 @@ class AmplifySchedule:
             now = self._now()
             self.next_run = now + BUSY_RETRY if busy else self.schedule.next_run(now)
 
-    def _failed(self, started_ms: int, error: str) -> None:
+    def _failed(self, started_ms: int, error: str, collected: RunReport) -> None:
         """Report a run that failed as a whole as a run whose every app failed, as a failed window is reported:
         to `on_report` (loglake's own `collection_failed` events, which the starter rule "Amplify log collection
-        failing" reads) and stored with the other runs. A collector failing at every run alerted nobody."""
+        failing" reads) and stored with the other runs, with what its apps collected before it failed. A collector
+        failing at every run alerted nobody."""
         now_ms = int(self.clock() * 1000)
-        self.last_report = report = self.collector.failed_run(started_ms, now_ms, error)
+        self.last_report = report = self.collector.failed_run(started_ms, now_ms, error, collected)
         try:
             self.on_report(report)  # first: loglake's own events keep what a store that is down refuses, for later
             self.collector.store_report(report, started_ms, now_ms)
