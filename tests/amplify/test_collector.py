@@ -489,6 +489,47 @@ def test_a_storage_error_fails_that_window_and_the_other_app_goes_on(
     assert collector(store, lake).watermark("danse_tech") is None  # nothing stored, nothing skipped
 
 
+class ExportsLockedLake(LocalObjectStore):
+    """A lake where danse_tech's exports folder may be written but not listed (a bucket policy on its prefix)."""
+
+    def list(self, prefix: str = ""):
+        if prefix.startswith("type=amplify_logs/app=danse_tech/"):
+            raise ObjectStoreError(f"cannot list {prefix}: AccessDenied")
+        return super().list(prefix)
+
+
+def test_an_apps_own_failure_past_its_windows_is_that_apps_alone(
+    amplify: FakeAmplify, store: SQLiteHotStore, tmp_path
+) -> None:
+    """Dropping one app's old exports, or moving its marks, failed the run as a whole: every app was reported as
+    failed, the other apps' collections as if nothing was collected."""
+    danse, horizon = serve_apps(amplify)
+    lake = ExportsLockedLake(tmp_path / "locked")
+    report = collector(store, lake).run()  # (it raised)
+    assert report.error is None and not report.ok
+    by_app = {a.app: a for a in report.apps}
+    assert by_app["digital_horizon"].ok and by_app["digital_horizon"].rows == len(in_range(horizon))
+    assert by_app["danse_tech"].windows_ok == 2 and by_app["danse_tech"].rows == len(in_range(danse))
+    assert not by_app["danse_tech"].ok and by_app["danse_tech"].windows_failed == 0  # (it was ok: windows alone)
+    ((app, why),) = report.failures()
+    assert app == "danse_tech" and why.startswith("Amplify collection of danse_tech failed: dropping its exports")
+    assert "ObjectStoreError: cannot list type=amplify_logs/app=danse_tech/" in why
+    ((stored,),) = store.read("SELECT report FROM amplify_runs")
+    assert '"ok": false' in stored
+
+    # hot.db refusing one app's recheck mark (here by a trigger; the exports listed again): that app alone fails
+    store.in_write_transaction(
+        lambda conn: conn.execute(
+            "CREATE TRIGGER refuse_mark BEFORE UPDATE OF rechecked_ms ON amplify_watermarks"
+            " WHEN NEW.app = 'digital_horizon' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    ).result()
+    tomorrow = Collector(config(), store, LocalObjectStore(tmp_path / "locked"), clock=DAY_AFTER.timestamp)
+    by_app = {a.app: a for a in tomorrow.run().apps}
+    assert by_app["danse_tech"].ok and by_app["danse_tech"].windows_ok == by_app["danse_tech"].windows > 0
+    assert not by_app["digital_horizon"].ok and "disk I/O error" in by_app["digital_horizon"].errors[0]
+
+
 def test_a_range_that_times_out_is_split_too(
     amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
 ) -> None:

@@ -449,52 +449,6 @@ def test_the_schedule_runs_the_collection_when_its_time_comes(amplify: FakeAmpli
         store.close()
 
 
-class ListDeniedLake(LocalObjectStore):
-    """A lake whose listing is refused (an S3 policy without s3:ListBucket): a run's expiry, after its apps, fails."""
-
-    def list(self, prefix: str = ""):
-        raise ObjectStoreError(f"cannot list {prefix}: AccessDenied")
-
-
-def scheduled_app(amplify: FakeAmplify, tmp_path: Path, now: list[float]) -> LoglakeApp:
-    """A server's app collecting on its schedule (weekly, Monday 01:00) into a lake that refuses listings."""
-    serve_week(amplify)
-    config = write_config(tmp_path / "amplify.json", logRetention={"days": 14})
-    settings = Settings(data_dir=tmp_path / "data", access_log="off", amplify_config=str(config))
-    app = LoglakeApp.from_settings(settings, clock=lambda: now[0])
-    assert app.runtime.collector is not None
-    app.runtime.collector.lake = ListDeniedLake(tmp_path / "data" / "lake")
-    return app
-
-
-async def test_a_scheduled_run_that_fails_as_a_whole_is_recorded_as_its_apps_failures(
-    amplify: FakeAmplify, tmp_path: Path
-) -> None:
-    """A collection failing at every run (here after collecting, as it expired old exports) only set /healthz's
-    last_error: no collection_failed event, so the starter rule "Amplify log collection failing" never fired, and
-    no run report, so `amplify status` and the UI showed the last good run."""
-    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]
-    app = scheduled_app(amplify, tmp_path, now)
-    try:
-        schedule, events = app.runtime.amplify, app.runtime.self_events
-        assert schedule is not None and events is not None
-        now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
-        assert schedule.tick() is None and "ObjectStoreError: cannot list" in schedule.last_error
-        assert schedule.status()["last_run"]["ok"] is False
-        assert events.write() == 2  # one per app
-        fired = _fired(app, int(now[0] * 1000) - 300_000, int(now[0] * 1000) + 60_000)
-        assert {
-            f"Amplify logs of {name} are not being collected" for name in ("danse_tech", "digital_horizon")
-        } <= fired
-        async with asgi_client(app, key_for(app, "read", "reader")) as client:
-            (run,) = (await client.get("/amplify/status")).json()["runs"]
-        assert run["ok"] is False and run["error"].startswith("ObjectStoreError: cannot list")
-    finally:
-        app.close()
-    status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "data"))
-    assert "FAILED" in status.stdout and "  the whole run: ObjectStoreError: cannot list" in status.stdout
-
-
 class ManifestDeniedLake(LocalObjectStore):
     """A lake that refuses the tables' manifests (a bucket policy that lets loglake write the apps' folders alone): a
     run fails as a whole when it publishes them, after its apps were collected."""
@@ -503,6 +457,45 @@ class ManifestDeniedLake(LocalObjectStore):
         if key.endswith(MANIFEST):
             raise ObjectStoreError(f"cannot write {key}: AccessDenied")
         super().put(key, data)
+
+
+def scheduled_app(amplify: FakeAmplify, tmp_path: Path, now: list[float]) -> LoglakeApp:
+    """A server's app collecting on its schedule (weekly, Monday 01:00) into a lake that refuses its manifests."""
+    serve_week(amplify)
+    config = write_config(tmp_path / "amplify.json", logRetention={"days": 14})
+    settings = Settings(data_dir=tmp_path / "data", access_log="off", amplify_config=str(config))
+    app = LoglakeApp.from_settings(settings, clock=lambda: now[0])
+    assert app.runtime.collector is not None
+    app.runtime.collector.lake = ManifestDeniedLake(tmp_path / "data" / "lake")
+    return app
+
+
+async def test_a_scheduled_run_that_fails_as_a_whole_is_recorded_as_its_apps_failures(
+    amplify: FakeAmplify, tmp_path: Path
+) -> None:
+    """A collection failing at every run (here after collecting, as it published the manifests) only set /healthz's
+    last_error: no collection_failed event, so the starter rule "Amplify log collection failing" never fired, and
+    no run report, so `amplify status` and the UI showed the last good run."""
+    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]
+    app = scheduled_app(amplify, tmp_path, now)
+    try:
+        schedule, events = app.runtime.amplify, app.runtime.self_events
+        assert schedule is not None and events is not None
+        now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
+        assert schedule.tick() is None and "ObjectStoreError: cannot write" in schedule.last_error
+        assert schedule.status()["last_run"]["ok"] is False
+        assert events.write() == 2  # one per app
+        fired = _fired(app, int(now[0] * 1000) - 300_000, int(now[0] * 1000) + 60_000)
+        assert {
+            f"Amplify logs of {name} are not being collected" for name in ("danse_tech", "digital_horizon")
+        } <= fired
+        async with asgi_client(app, key_for(app, "read", "reader")) as client:
+            (run,) = (await client.get("/amplify/status")).json()["runs"]
+        assert run["ok"] is False and run["error"].startswith("ObjectStoreError: cannot write")
+    finally:
+        app.close()
+    status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "data"))
+    assert "FAILED" in status.stdout and "  the whole run: ObjectStoreError: cannot write" in status.stdout
 
 
 async def test_a_scheduled_run_that_fails_as_a_whole_keeps_what_its_apps_collected(
@@ -515,8 +508,7 @@ async def test_a_scheduled_run_that_fails_as_a_whole_keeps_what_its_apps_collect
     danse = amplify.apps[DANSE["appId"]]
     try:
         schedule = app.runtime.amplify
-        assert schedule is not None and app.runtime.collector is not None
-        app.runtime.collector.lake = ManifestDeniedLake(tmp_path / "data" / "lake")
+        assert schedule is not None
         now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
         assert schedule.tick() is None and "ObjectStoreError: cannot write" in schedule.last_error
         assert schedule.status()["last_run"]["rows"] == len(danse.requests)

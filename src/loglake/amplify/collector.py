@@ -188,7 +188,7 @@ class Collector:
         report.apps = [AppReport(app.app_name) for app in chosen]
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
             list(pool.map(lambda app, of_app: self._collect_app(app, since, until, of_app), chosen, report.apps))
-        report.expired_partitions, report.expired_exports = self.expire()
+        report.expired_partitions, report.expired_exports = self.expire(report.apps)
         finished_ms = self._now_ms()
         report.finished = iso_utc(from_ms(finished_ms))
         self.store_report(report, started_ms, finished_ms)
@@ -222,10 +222,14 @@ class Collector:
 
         self.store.in_write_transaction(store).result()
 
-    def expire(self) -> tuple[int, int]:
+    def expire(self, reports: list[AppReport] | None = None) -> tuple[int, int]:
         """Drop what is older than logRetention.days for the configured apps: whole (app, date)
         partitions of amplify_access (their files go after the grace period, and with them those
-        whose grace period is over) and the exports collected before it. Returns both counts."""
+        whose grace period is over) and the exports collected before it. Returns both counts.
+
+        An app's exports that cannot be dropped (a policy on its folder, say) are that app's failure, told in its
+        report among `reports` (the run's), and the other apps' still go; the catalog and the manifests are the
+        whole lake's, and so is an app's outside the run (it has no report): their failures raise."""
         cutoff = self.retention_start().date()
         apps = {a.app_name for a in self.config.apps}
         old = [
@@ -239,20 +243,44 @@ class Collector:
                 lambda conn: retire_files(conn, [f.key for f in old], delete_after)
             ).result()
         collect_garbage(self.store, self.lake, self._now_ms())
+        of_run = {r.app: r for r in reports or []}
+        exports, outside_run = 0, None
+        for app in sorted(apps):
+            try:
+                exports += self._expire_exports(app, cutoff)
+            except Exception as e:
+                if app not in of_run:
+                    outside_run = outside_run or e
+                    continue
+                of_run[app].errors.append(f"dropping its exports from before {cutoff}: {type(e).__name__}: {e}")
+        if outside_run is not None:
+            raise outside_run
+        return len({(partitions_of(f.key)["app"], f.day) for f in old}), exports
+
+    def _expire_exports(self, app: str, cutoff: date) -> int:
         exports = [
             o.key
-            for app in sorted(apps)
             for o in self.lake.list(partition_prefix(AMPLIFY_LOGS, app=app))
             if partitions_of(o.key).get("date_export", "9999") < cutoff.isoformat()
         ]
         for key in exports:
             self.lake.delete(key)
-        return len({(partitions_of(f.key)["app"], f.day) for f in old}), len(exports)
+        return len(exports)
 
     def _collect_app(
         self, app: AmplifyApp, since: datetime | None, until: datetime | None, report: AppReport
     ) -> AppReport:
         started = time.perf_counter()
+        try:
+            self._collect_windows(app, since, until, report)
+        except Exception as e:  # the app's own failure (reading or moving its marks): the other apps go on
+            report.errors.append(f"{type(e).__name__}: {e}")
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    def _collect_windows(
+        self, app: AmplifyApp, since: datetime | None, until: datetime | None, report: AppReport
+    ) -> None:
         watermark = self.watermark(app.app_name)
         report.watermark_before = iso_utc(watermark) if watermark else None
         # A range chosen by hand is fetched as it is: the late logs are the scheduled runs' to recheck.
@@ -293,8 +321,6 @@ class Collector:
         if since is None:
             moved = rechecked_after(watermark, rechecked_to, after, late_until(self._now()))
             self._move_recheck_mark(app.app_name, moved, rechecked)
-        report.seconds = round(time.perf_counter() - started, 3)
-        return report
 
     def _move_recheck_mark(self, app: str, to: datetime | None, was: datetime | None) -> None:
         if to is not None and to != was:

@@ -21,7 +21,7 @@ class AppReport:
     bytes: int = 0  # downloaded
     retries: int = 0
     splits: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # each failed window's, and the app's own failure outside them
     malformed_examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
     watermark_before: str | None = None
@@ -29,7 +29,7 @@ class AppReport:
 
     @property
     def ok(self) -> bool:
-        return self.windows_failed == 0
+        return self.windows_failed == 0 and not self.errors
 
 
 @dataclass
@@ -55,8 +55,9 @@ class RunReport:
         return [
             (
                 a.app,
-                f"Amplify collection of {a.app} failed for {a.windows_failed} of {a.windows} window(s): "
-                f"{a.errors[0] if a.errors else 'no detail'}",
+                f"Amplify collection of {a.app} failed"
+                + (f" for {a.windows_failed} of {a.windows} window(s)" if a.windows_failed else "")
+                + f": {a.errors[0] if a.errors else 'no detail'}",
             )
             for a in self.apps
             if not a.ok
