@@ -101,7 +101,8 @@ def collect(
         else None
     )
     with scratch or contextlib.nullcontext(), _lake_for(Path(scratch.name) if scratch else data_dir, config) as lake:
-        collector = Collector(config, lake.store, lake.objects, on_progress=_Progress())
+        progress = _Progress()
+        collector = Collector(config, lake.store, lake.objects, on_progress=progress, on_activity=progress.activity)
         try:
             _note_bounds(collector, start, end)
             chosen = [config.app(n) for n in apps] if apps else list(config.apps)
@@ -322,7 +323,8 @@ def _lake_for(data_dir: Path, config: Any) -> Iterator[Any]:
 
 class _Progress:
     """One line per app each time a window is done (apps run in parallel threads); failed windows
-    fill the bar with x, not #, and are counted."""
+    fill the bar with x, not #, and are counted. Between them, a line for what each app does as it goes (a window
+    can take half an hour)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -335,6 +337,10 @@ class _Progress:
         failures = f", {failed} failed" if failed else ""
         with self.lock:
             click.echo(f"{app:<24} [{bar}] {done}/{total} windows{failures}  {rows:,} rows", err=True)
+
+    def activity(self, app: str, doing: str) -> None:
+        with self.lock:  # (what it says can quote the service)
+            click.echo(f"{app:<24} {printable(doing)}", err=True)
 
 
 def _print_report(report: dict[str, Any]) -> None:

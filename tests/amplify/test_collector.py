@@ -210,6 +210,36 @@ def test_throttling_and_5xx_are_retried_with_growing_jittered_pauses(
     assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
 
 
+def test_what_a_window_does_is_said_as_it_goes(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """A window was silent until done, and one can take half an hour (splits that each time out, retries): a user
+    collecting by hand saw nothing for that long."""
+    danse, _ = serve_apps(amplify)
+    danse.max_hours, danse.throttle_next = 200, 1  # 336 h -> 168 h: split once; its first call throttled
+    said, done, sleeps = [], [], Sleeps()
+    run = collector(
+        store, lake, sleep=sleeps, on_activity=lambda app, doing: said.append((app, doing)),
+        on_progress=lambda app, windows_done, total, rows, failed: done.append(windows_done),
+    ).run(apps=["danse_tech"])  # fmt: skip
+    assert run.ok
+    first = Window(SINCE, SINCE + timedelta(days=14))
+    assert said[:3] == [
+        ("danse_tech", f"window 1/2: fetching {first}"),
+        (
+            "danse_tech",
+            f"{first}: TooManyRequestsException: Rate exceeded; trying again in {sleeps[0]:.1f} s (attempt 2 of 5)",
+        ),
+        (
+            "danse_tech",
+            f"{first}: too large for one export (BadRequestException: Too many records in the time range, reduce"
+            " time range); fetching it in halves",
+        ),
+    ]
+    assert ("danse_tech", f"window 2/2: fetching {Window(first.end, UNTIL)}") in said
+    assert done == [0, 1, 2]  # (each window done, as before)
+
+
 def test_a_failed_window_holds_the_watermark_and_the_next_run_fills_the_gap(
     amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
 ) -> None:

@@ -65,6 +65,8 @@ def test_collect_prints_a_report_and_the_rows_answer_sql(amplify: FakeAmplify, t
     assert result.exit_code == 0, result.output
     assert "danse_tech" in result.stdout and "3/3" in result.stdout and "3,000" in result.stdout
     assert "danse_tech               [####################] 3/3 windows  3,000 rows" in result.stderr
+    # what each app does, as it goes (a window can take half an hour)
+    assert "danse_tech               window 1/3: fetching 2026-11-01T00:00:00Z .. 2026-11-04T00:00:00Z" in result.stderr
     counted = run_cli("query", "--data-dir", str(data), "--format", "json", "SELECT count(*) AS n FROM amplify_access")
     assert json.loads(counted.stdout)["rows"] == [[len(danse.requests)]]
 

@@ -58,6 +58,9 @@ MAX_PARALLEL_APPS = 4
 AMPLIFY_HISTORY_DAYS = 365
 
 Progress = Callable[[str, int, int, int, int], None]  # app, windows done, windows planned, rows stored, windows failed
+# app, what its collection does now: a window fetched, a pause before trying again, a split. A window can take half an
+# hour (a range timing out at each of its splits, retries): said as it goes, not once the window is done.
+Activity = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Collector:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_progress: Progress | None = None,
+        on_activity: Activity | None = None,
         max_parallel_apps: int = MAX_PARALLEL_APPS,
         grace_ms: int = 120_000,
     ) -> None:
@@ -111,6 +115,7 @@ class Collector:
         # Full jitter: apps throttled together do not retry in step.
         self.backoff = Backoff(first=BACKOFF_SECONDS, cap=BACKOFF_CAP_SECONDS, sleep=sleep)
         self.on_progress = on_progress or (lambda app, done, total, rows, failed: None)
+        self.on_activity = on_activity or (lambda app, doing: None)
         self.max_parallel_apps = max_parallel_apps
         self.grace_ms = grace_ms  # how long dropped files stay for queries already reading them
 
@@ -298,6 +303,8 @@ class Collector:
         for number, (window, is_recheck) in enumerate([(w, True) for w in rechecks] + [(w, False) for w in windows], 1):
             rows_before = report.rows
             continues = not is_recheck and contiguous_from is not None and window.start <= contiguous_from
+            again = " again, for its late logs" if is_recheck else ""
+            self.on_activity(app.app_name, f"window {number}/{report.windows}: fetching {window}{again}")
             try:
                 self._collect_window(app, window, report, advance_watermark=continues)
                 report.windows_ok += 1
@@ -347,23 +354,32 @@ class Collector:
         """The window's export, or its halves' exports when the service finds it too large (retrying
         throttling and 5xx); raises Fatal when the window cannot be had."""
         try:
-            return [(window, self._with_retries(lambda: self.source.fetch(app, window.start, window.end), report))]
+            fetched = self._with_retries(lambda: self.source.fetch(app, window.start, window.end), report, app, window)
+            return [(window, fetched)]
         except RangeTooLarge as e:
             halves = window.halves()
             if depth >= MAX_SPLIT_DEPTH or halves is None:
                 raise Fatal(f"still too large after splitting {depth} times: {e}") from None
             report.splits += 1
+            self.on_activity(app.app_name, f"{window}: too large for one export ({e}); fetching it in halves")
             return [part for half in halves for part in self.fetch(app, half, report, depth + 1)]
 
-    def _with_retries(self, call: Callable[[], bytes], report: AppReport) -> bytes:
+    def _with_retries(self, call: Callable[[], bytes], report: AppReport, app: AmplifyApp, window: Window) -> bytes:
+        failed: list[Retryable] = []
+
         def attempt() -> bytes:
             try:
                 return call()
             except Retryable as e:
+                failed.append(e)
                 raise TryAgain(Fatal(f"gave up after {MAX_ATTEMPTS} attempts: {e}")) from None
 
         def count(error: Exception, pause: float) -> None:
             report.retries += 1
+            self.on_activity(
+                app.app_name,
+                f"{window}: {failed[-1]}; trying again in {pause:.1f} s (attempt {len(failed) + 1} of {MAX_ATTEMPTS})",
+            )
 
         return self.backoff.run(attempt, attempts=MAX_ATTEMPTS, on_retry=count)
 
