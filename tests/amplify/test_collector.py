@@ -113,6 +113,16 @@ def test_a_run_collects_every_app_into_partitions_exactly_once(
     assert store.read("SELECT count(*) FROM amplify_runs") == [(1,)]
 
 
+def test_an_app_named_twice_is_collected_once(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """`collect --app danse_tech --app danse_tech` collected it twice at once, each storing every row."""
+    danse, _ = serve_apps(amplify)
+    report = collector(store, lake).run(apps=["danse_tech", "danse_tech"])
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
+    assert [a.app for a in report.apps] == ["danse_tech"]
+
+
 def test_exports_are_kept_gzipped_in_the_original_layout(
     amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
 ) -> None:
