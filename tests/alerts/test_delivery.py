@@ -426,6 +426,62 @@ def test_a_destination_that_never_heard_of_an_alert_hears_first_its_trigger_and_
         other.close()
 
 
+def test_the_later_events_of_an_alert_go_where_its_trigger_went_whatever_the_routes_say_now(
+    make_delivery, alerts_db, receiver, rules_dir
+):
+    """A route edited while an alert is open (as Alertmanager and Grafana send an alert's resolve where its firing
+    went): its PagerDuty incident was never resolved, the resolve following the new routes only."""
+    other = Receiver()
+    try:
+        delivery = make_delivery(
+            f"""
+            destinations:
+              pager: {{type: webhook, url: "{receiver.url}/pager"}}
+              chat: {{type: webhook, url: "{other.url}/chat"}}
+            routes:
+              - {{match: {{level: [high]}}, to: [pager]}}
+            """
+        )
+        alert = insert_alert(alerts_db)
+        settle(delivery)
+        write_alerting(
+            rules_dir,
+            f"""
+            destinations:
+              pager: {{type: webhook, url: "{receiver.url}/pager"}}
+              chat: {{type: webhook, url: "{other.url}/chat"}}
+            routes:
+              - {{match: {{level: [critical]}}, to: [pager]}}
+              - {{match: {{level: [high]}}, to: [chat]}}
+            """,
+        )
+        settle(delivery)
+        change_alert(alerts_db, alert["id"], "acknowledge")
+        change_alert(alerts_db, alert["id"], "resolve")
+        settle(delivery)
+        assert [r.json()["event"] for r in receiver.requests] == ["trigger", "acknowledge", "resolve"]
+        assert [r.json()["event"] for r in other.requests] == ["trigger", "acknowledge", "resolve"]  # (told at once)
+        # A destination taken out of the file hears no more of it (its deliveries could only be dead-lettered).
+        second = insert_alert(alerts_db, dedup_key="db", level="critical")
+        settle(delivery)
+        write_alerting(
+            rules_dir,
+            f"""
+            destinations:
+              chat: {{type: webhook, url: "{other.url}/chat"}}
+            routes:
+              - {{to: [chat]}}
+            """,
+        )
+        change_alert(alerts_db, second["id"], "resolve")
+        settle(delivery)
+        assert alerts_db.execute(
+            "SELECT destination, kind, state FROM deliveries WHERE alert_id = ? ORDER BY rowid", (second["id"],)
+        ).fetchall() == [("pager", "trigger", "sent")]  # (and chat, never told of it, not of its resolve alone)
+    finally:
+        other.close()
+
+
 def test_a_destination_that_takes_no_triggers_gets_the_events_it_takes(make_delivery, alerts_db, receiver):
     # It is never told of an alert by a trigger, so the events it asked for are its first word of it.
     delivery = make_delivery(hook(receiver, extra=", events: [acknowledge, resolve]"))

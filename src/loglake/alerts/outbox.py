@@ -495,15 +495,21 @@ def _told_targets(
     """(destination, kind to send) for an event of `alert`: a destination that never heard of the alert (it was
     raised while alerting.yml was missing, or routed elsewhere then) hears of it first as its trigger, with its
     status as it is, and not at all of its resolve; the others hear of the event. (A PagerDuty acknowledge or
-    resolve of an incident never triggered opens nothing.) A destination that takes no triggers (`events:
-    [resolve]`) is never told of an alert first: it hears of the events it takes."""
+    resolve of an incident never triggered opens nothing.) A destination that heard of it hears of its later events
+    (those it takes) while the file defines it, even once the routes send the alert elsewhere, as Alertmanager's
+    and Grafana's notifications of an alert go where its firing went: else a route edited while it was open left
+    its PagerDuty incident open for good. A destination that takes no triggers (`events: [resolve]`) is never told
+    of an alert first: it hears of the events it takes."""
     told = {row[0] for row in conn.execute("SELECT destination FROM delivery_told WHERE alert_id = ?", (alert["id"],))}
     if "*" in told:
         return [(name, kind) for name in routing.targets(alert, kind)]
     first = [] if kind == "resolve" else [(name, "trigger") for name in routing.targets(alert, "trigger")]
     untriggered = {name for name, destination in routing.destinations.items() if not destination.takes("trigger")}
+    kept = [name for name, destination in routing.destinations.items() if name in told and destination.takes(kind)]
     return [(name, sent) for name, sent in first if name not in told] + [
-        (name, kind) for name in routing.targets(alert, kind) if name in told or name in untriggered
+        (name, kind)
+        for name in dict.fromkeys([*routing.targets(alert, kind), *kept])
+        if name in told or name in untriggered
     ]
 
 
