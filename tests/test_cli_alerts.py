@@ -364,3 +364,36 @@ def test_deliveries_come_in_pages_and_say_when_more_are_left(server: ServerProce
         rest = remote(server, reader, "deliveries", "--state", "dead", "--cursor", cursor[1])
         assert rest.exit_code == 0, rest.output
         assert newest_first[2] in [line.split()[1] for line in rest.stdout.splitlines()[1:]]
+
+
+def test_on_a_data_dir_retry_reads_alerting_yml_in_the_servers_rules_folder(data_dir: Path, tmp_path: Path) -> None:
+    """A server run with --rules-dir elsewhere: retry read the data dir's rules/ (where there was no alerting.yml)
+    and refused every dead delivery as to a destination 'not defined in alerting.yml'."""
+    from loglake.alerts.delivery import AlertDelivery
+
+    rules = tmp_path / "server-rules"
+    rules.mkdir()
+    receiver = Receiver()
+    try:
+        receiver.default = Answer(400, body=b"not now")
+        (rules / "alerting.yml").write_text(
+            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n'
+        )
+        conn = open_alerts_db(data_dir)
+        insert_alert(conn)
+        delivery = AlertDelivery(data_dir, rules)  # the server's worker
+        delivery.step()
+        receiver.wait_for(1)
+        delivery_id = poll(
+            lambda: conn.execute("SELECT id FROM deliveries WHERE state = 'dead'").fetchone(), "a dead delivery"
+        )[0]
+        delivery.stop()
+        lacking = run("alerts", "retry", delivery_id, "--data-dir", str(data_dir))
+        assert lacking.exit_code == 1
+        assert f"(read {data_dir / 'rules' / 'alerting.yml'}; --rules-dir gives the server's)" in lacking.stderr
+        retried = run("alerts", "retry", delivery_id, "--data-dir", str(data_dir), "--rules-dir", str(rules))
+        assert retried.exit_code == 0, retried.output
+        assert conn.execute("SELECT state FROM deliveries").fetchall() == [("pending",)]
+        conn.close()
+    finally:
+        receiver.close()

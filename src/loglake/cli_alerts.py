@@ -30,7 +30,7 @@ from loglake.cli_options import (
     url_option,
     values_refused,
 )
-from loglake.cli_rules_folder import RULE_ID, find_rule_in, rules_settings
+from loglake.cli_rules_folder import RULE_ID, find_rule_in, rules_dir_option, rules_settings
 from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
@@ -232,35 +232,42 @@ def _say_more(cursor: str | None) -> None:
 @alerts.command("retry", context_settings=CONTEXT)
 @click.argument("delivery_id")
 @data_dir_option
+@rules_dir_option
 @url_option
 @key_option
-def alerts_retry(delivery_id: str, data_dir: Path | None, url: str, api_key: str | None) -> None:
+def alerts_retry(
+    delivery_id: str, data_dir: Path | None, rules_dir: Path | None, url: str, api_key: str | None
+) -> None:
     """Send a dead-lettered delivery again (DELIVERY_ID: its id, or its start, from `loglake alerts deliveries
     --state dead`), and the dead ones of its alert to its destination before it: it becomes pending with its
     attempts reset, and the server's delivery worker sends it once, with the same idempotency key. With
-    --data-dir, the server using that folder sends it."""
+    --data-dir, the server using that folder sends it, and its destination must be in the alerting.yml of the
+    server's rules folder (--rules-dir, as the server was given it)."""
     if data_dir is None:
         row = _remote(url, api_key, lambda client: client.retry_delivery(delivery_id))
         retried, destination = row["id"], row["destination"]
     else:
-        local = _retry_locally(data_dir, delivery_id)
+        local = _retry_locally(data_dir, rules_dir, delivery_id)
         retried, destination = local.id, local.destination
     # (its whole id: the start given may start another delivery's id tomorrow)
     click.echo(f"delivery {printable(retried)} to {printable(destination)} is pending again")
 
 
-def _retry_locally(data_dir: Path, delivery_id: str) -> Any:
+def _retry_locally(data_dir: Path, rules_dir: Path | None, delivery_id: str) -> Any:
     from loglake.alerts.delivery import AlertDelivery
     from loglake.alerts.outbox import NoSuchDelivery, RetryRefused
+    from loglake.rules.files import ROUTING_FILE
 
     _require_data(data_dir)
-    delivery = AlertDelivery(data_dir, rules_settings(data_dir, None).rules_path)
+    delivery = AlertDelivery(data_dir, rules_settings(data_dir, rules_dir).rules_path)
     try:
         return delivery.retry(delivery_id)
     except NoSuchDelivery as e:
         raise click.ClickException(f"{e}; `loglake alerts deliveries --state dead` lists the dead ones") from None
     except RetryRefused as e:
-        raise click.ClickException(str(e)) from None
+        # (read here, not the server's: a server given another rules folder routes by the alerting.yml there)
+        read = f" (read {delivery.routing_file.path}; --rules-dir gives the server's)" if ROUTING_FILE in str(e) else ""
+        raise click.ClickException(f"{e}{read}") from None
     finally:
         delivery.stop()
 
