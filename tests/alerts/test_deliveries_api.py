@@ -160,7 +160,7 @@ async def test_a_broken_alerting_yml_is_said_apart_from_the_version_still_in_use
         f"{file}: destinations.a.type: 'pigeon' is not a destination type (one of: webhook, slack, teams, pagerduty,"
         " email, jira)",
         f"{file} (the version in use): destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}} is not set:"
-        " export FIXD_UNSET_HOOK_SECRET in the server's environment",
+        " set FIXD_UNSET_HOOK_SECRET in the server's environment and restart the server",
     ]
 
 
@@ -181,7 +181,7 @@ async def test_a_secret_in_a_variable_that_is_not_set_is_shown_with_the_problems
     answer = (await client.get("/alerts/deliveries")).json()
     assert answer["routing_problems"] == [
         f"{settings.rules_path / 'alerting.yml'}: destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}}"
-        " is not set: export FIXD_UNSET_HOOK_SECRET in the server's environment"
+        " is not set: set FIXD_UNSET_HOOK_SECRET in the server's environment and restart the server"
     ]
     monkeypatch.setenv("FIXD_UNSET_HOOK_SECRET", "now-set")
     assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == []
@@ -289,7 +289,7 @@ async def test_a_secret_a_destination_needs_that_is_not_set_degrades_healthz(
         )
         assert detail["deliveries"]["routing_problems"] == [
             f"{settings.rules_path / 'alerting.yml'}: destinations.hook.url: secret {{env: FIXD_UNSET_HOOK_URL}} is"
-            " not set: export FIXD_UNSET_HOOK_URL in the server's environment"
+            " not set: set FIXD_UNSET_HOOK_URL in the server's environment and restart the server"
         ]
         monkeypatch.setenv("FIXD_UNSET_HOOK_URL", "http://127.0.0.1:9/")
         assert (await reader.get("/healthz")).json()["status"] == "ok"

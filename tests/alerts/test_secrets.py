@@ -33,7 +33,11 @@ def test_env_and_file_references_resolve_when_used(tmp_path, monkeypatch):
 
 def test_a_reference_that_does_not_resolve_names_the_reference(tmp_path, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    with pytest.raises(SecretError, match=r"secret \{env: NOT_SET_ANYWHERE\} is not set: export NOT_SET_ANYWHERE"):
+    with pytest.raises(
+        SecretError,
+        match=r"secret \{env: NOT_SET_ANYWHERE\} is not set: set NOT_SET_ANYWHERE in the server.s environment and"
+        r" restart the server",
+    ):
         Secrets().value(SecretRef(env="NOT_SET_ANYWHERE"))
     with pytest.raises(SecretError, match=r"secret \{file: .*missing\} cannot be read"):
         Secrets().value(SecretRef(file=str(tmp_path / "missing")))

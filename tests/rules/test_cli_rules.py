@@ -89,7 +89,8 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
         warned.exit_code == 0
         and (
             f"warning: {folder / 'alerting.yml'}: destinations.hook.url: secret {{env: FIXD_NEVER_SET_URL}} is not set:"
-            " export FIXD_NEVER_SET_URL in the server's environment (not set in this shell either)\n"
+            " set FIXD_NEVER_SET_URL in the server's environment and restart the server"
+            " (not set in this shell either)\n"
         )
         in warned.stderr
     )

@@ -67,7 +67,9 @@ def reference_of(text: str) -> SecretRef:
 
 
 def unset_variable(ref: SecretRef) -> str:
-    return f"secret {ref} is not set: export {ref.env} in the server's environment"
+    # (a running process never sees a variable exported since it started: "export it" alone sent people to export it
+    # in their own shell, or with systemctl set-environment, and watch every attempt fail for 37 min)
+    return f"secret {ref} is not set: set {ref.env} in the server's environment and restart the server"
 
 
 # A setting that may be written in the file (a user name, a public URL) or by reference (a webhook URL
