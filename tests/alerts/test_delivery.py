@@ -10,7 +10,7 @@ import time
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import AlertDelivery
 from loglake.alerts.destinations.base import MAX_ERROR_TEXT
-from loglake.alerts.outbox import SCHEMA
+from loglake.alerts.outbox import SCHEMA, Outbox
 from loglake.alerts.routing import EMPTY_SETTLES_NS
 from loglake.sqlitedb import Schema, migrate_schema
 from tests.alerts.conftest import settle, states, wait_idle, write_alerting
@@ -325,6 +325,25 @@ def test_waiting_deliveries_to_a_destination_taken_out_of_the_file_are_dead_lett
     settle(delivery)
     # (the open alert is told to the destination that takes its place, tried once so far)
     assert states(alerts_db) == [("hook", "trigger", "dead", 1), ("other", "trigger", "pending", 1)]
+
+
+def test_a_delivery_made_pending_to_a_destination_the_file_does_not_define_is_dead_lettered_without_a_busy_loop(
+    make_delivery, alerts_db, receiver, clock, data_dir
+):
+    """`loglake alerts retry --data-dir` reading another alerting.yml than the server's (one defining 'pager')
+    made it pending: it stayed so for good, and every later round of the worker came at once (a busy loop)."""
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db, destinations=["pager"])
+    settle(delivery)
+    assert states(alerts_db) == [("pager", "trigger", "dead", 0)]
+    other = Outbox(data_dir)  # the command's
+    other.retry(alerts_db.execute("SELECT id FROM deliveries").fetchone()[0], ["pager"], clock.ms)
+    other.close()
+    assert delivery.step() == delivery.poll_seconds
+    assert states(alerts_db) == [("pager", "trigger", "dead", 0)]
+    assert (
+        "'pager' is not defined in alerting.yml" in alerts_db.execute("SELECT last_error FROM deliveries").fetchone()[0]
+    )
 
 
 def test_deliveries_waiting_when_alerting_yml_is_removed_are_kept_until_a_file_routes_them(

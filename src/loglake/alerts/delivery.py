@@ -186,8 +186,10 @@ class AlertDelivery:
         routes_nowhere = not routing.destinations
         if changed:
             self._routed_with = routing
-            if not routes_nowhere:
-                self.outbox.dead_letter_unconfigured(routing, now_ms)
+        # At every round, not only when the file changed: another process (`loglake alerts retry --data-dir` reading
+        # another alerting.yml) may make one pending, which no round would claim and every round would find due.
+        if not routes_nowhere:
+            self.outbox.dead_letter_unconfigured(routing, now_ms)
         while self.outbox.route(routing, now_ms) == ROUTE_BATCH:
             pass
         if routes_nowhere:  # (deliveries due that no destination can take are no reason to come back at once)

@@ -256,10 +256,16 @@ class Outbox:
             ).rowcount
 
     def dead_letter_unconfigured(self, routing: Routing, now_ms: int) -> int:
-        """Waiting deliveries to destinations the file no longer defines can never go: dead-letter them."""
+        """Waiting deliveries to destinations the file no longer defines can never go: dead-letter them. (Read first:
+        called at every round, it takes the database's write lock only when there are some.)"""
+        with self._lock:
+            names = [
+                r[0] for r in self._conn.execute("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")
+            ]
+        gone = [n for n in names if n not in routing.destinations]
+        if not gone:
+            return 0
         with self._lock, write_transaction(self._conn) as conn:
-            names = [r[0] for r in conn.execute("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")]
-            gone = [n for n in names if n not in routing.destinations]
             for name in gone:
                 conn.execute(
                     "UPDATE deliveries SET state = 'dead', updated_ms = ?, last_error = ?"
