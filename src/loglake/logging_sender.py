@@ -343,9 +343,12 @@ def _refused_indexes(answer: httpx.Response, count: int) -> set[int]:
 
 def auth(api_key: str | None, sigv4_region: str | None, credentials: Any) -> httpx.Auth | None:
     """Bearer with the API key (else LOGLAKE_API_KEY), or SigV4 when a region is given; ValueError for a key
-    that no key is (bearer_header)."""
+    that no key is (bearer_header), and for credentials without a region."""
     if sigv4_region:
         return _SigV4(sigv4_region, credentials)
+    if credentials is not None:
+        # (else they were not used at all: requests went unsigned, and the 401 said to check api_key)
+        raise ValueError("credentials are for AWS SigV4 signing: give sigv4_region too, like sigv4_region='us-east-1'")
     api_key = api_key or os.environ.get("LOGLAKE_API_KEY")
     return _Bearer(bearer_header(api_key)) if api_key else None
 

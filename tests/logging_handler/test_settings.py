@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from botocore.credentials import Credentials
 
 from loglake.logging import LoglakeHandler
 
@@ -17,6 +18,8 @@ WHOLE_BATCH = "must be a whole number from 1 to 10000 (the most records a server
 URL = "must be http:// or https:// and a host, like http://127.0.0.1:8080"
 CREDENTIALS = "credentials %s must be botocore Credentials, like boto3.Session().get_credentials(), or None for those"
 CREDENTIALS += " botocore finds"
+# (credentials without a region were not used at all: requests went unsigned, and the 401 said to check api_key)
+NO_REGION = "credentials are for AWS SigV4 signing: give sigv4_region too, like sigv4_region='us-east-1'"
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,7 @@ CREDENTIALS += " botocore finds"
         ({"url": "http://my host"}, f"url 'http://my host' {URL}"),
         ({"sigv4_region": "us-east-1", "credentials": {"access_key": "AKIA", "secret_key": "x"}}, CREDENTIALS % "dict"),
         ({"sigv4_region": "us-east-1", "credentials": ("AKIA", "x")}, CREDENTIALS % "tuple"),
+        ({"credentials": Credentials("AKIA", "x")}, NO_REGION),
     ],
 )
 def test_a_setting_the_handler_cannot_work_with_is_refused_at_construction(options, message) -> None:
