@@ -237,6 +237,8 @@ class LoglakeHandler(logging.Handler):
         exception: dict[str, str] | None = None,
     ) -> None:
         """A record from elsewhere than a LogRecord (the structlog processor), stamped now."""
+        if is_own_doing():  # (as in emit: an event logged by on_sent would feed itself, a batch for each)
+            return
         try:
             self._put(Event(time.time(), level, logger, message, attributes, exception))
         except Exception:

@@ -5,6 +5,7 @@ structlog's format_exc_info ran before the processor or not), and the handler's 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,6 +105,25 @@ def test_the_handlers_level_and_filters_decide_what_is_sent(server, key, make_ha
     logs = stored(server, key, "structlevel")
     assert [(log["severity"], log["message"]) for log in logs] == [("warning", "careful"), ("error", "failed")]
     assert logs[1]["attributes"] == {"logger": "structlog", "noisy": False}
+
+
+def test_an_event_logged_by_on_sent_is_not_sent_for_ever(server, key, make_handler) -> None:
+    """on_sent runs on the handler's thread: an event it logged through the processor was queued, and its batch,
+    sent, logged another, one batch every flush interval for ever (a LogRecord it logs is not sent either)."""
+    batches: list[list[str]] = []
+
+    def on_sent(ids: list[str]) -> None:
+        batches.append(ids)
+        log.info("batch stored", count=len(ids))
+
+    handler = make_handler(service="structured-on-sent", flush_interval=0.02, on_sent=on_sent)
+    log = configure(LoglakeProcessor(handler))
+    log.info("the application's event")
+    assert handler.flush()
+    time.sleep(0.3)  # fifteen flush intervals: a batch each, were on_sent's events sent
+    assert handler.flush()
+    assert [event["message"] for event in stored(server, key, "structured-on-sent")] == ["the application's event"]
+    assert len(batches) == 1 and handler.sent == 1 and handler.dropped == 0
 
 
 def test_an_events_trace_context_is_its_trace_and_span_ids(server, key, make_handler) -> None:
