@@ -303,11 +303,9 @@ class LoglakeHandler(logging.Handler):
         deadline = time.monotonic() + self.flush_timeout
         self.flush()
         self._closed = True
+        # (what is left, a batch still under way too, is counted as dropped: not known to be delivered)
         self._sender.stop(max(deadline - time.monotonic(), _LAST_ATTEMPT_S))
-        self.counters.add("dropped", self.pending)
-        self._queue.clear()
-        # A batch still under way (a server that does not answer) is not known to be delivered either.
-        undelivered = self.counters.dropped + (self._sender.holding if self._sender.alive() else 0)
+        undelivered = self.counters.dropped
         if undelivered:
             error = self._sender.last_error
             why = f"; the last attempt failed: {type(error).__name__}: {error}" if error is not None else ""

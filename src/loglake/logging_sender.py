@@ -127,7 +127,11 @@ class Sender:
         self._http = httpx.Client(timeout=timeout, auth=auth)
         self._key_refused = False  # said on stderr; said again if it happens after a batch went in
         self._batch_refused = False  # likewise
-        self.holding = 0  # records taken from the queue and not yet sent, refused or dropped
+        self.holding = 0  # records taken from the queue and not yet counted sent, refused or dropped
+        # Taking a batch from the queue, and counting its records, against stop(): once stopped, what is left is
+        # counted there, once, and the thread (still sending a batch: a server slow to answer) counts nothing more.
+        self._taking = threading.Lock()
+        self._stopped = False
         self.last_error: httpx.HTTPError | None = None  # of the last attempt that failed
         self.last_refusal: str | None = None  # why the server last refused a record for good, as it said
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
@@ -150,16 +154,33 @@ class Sender:
             return marker
 
     def stop(self, timeout: float) -> None:
-        """Stop after the batch under way (its last attempt at once), waiting at most `timeout` seconds."""
+        """Send what is queued, each batch's last attempt at once, for at most `timeout` seconds; then what is left
+        (queued, and a batch still under way) is counted as dropped, and the counters are final: the thread, still
+        sending (a server slow to answer), takes no other batch and counts nothing more."""
         self.closing.set()
         self.wake.set()
         self._thread.join(timeout)
-        with own_doing():  # (httpcore logs the connections closed)
-            self._http.close()
+        with self._taking:
+            self._stopped = True
+            left = sum(1 for entry in self.queue if type(entry) is not threading.Event) + self.holding
+            self.queue.clear()
+            self.counters.add("dropped", left)
 
     def _run(self) -> None:
-        with own_doing():
-            self._loop()
+        with own_doing():  # (httpcore logs the connections closed)
+            try:
+                self._loop()
+            finally:  # here, not in stop(): closed under a batch still under way, it failed as a bug
+                self._http.close()
+
+    def _count(self, counter: str, amount: int = 1) -> None:
+        """Count what became of the batch under way (and of its attempts), unless stop() counted it already."""
+        with self._taking:
+            if self._stopped:
+                return
+            self.counters.add(counter, amount)
+            if counter in ("sent", "rejected", "dropped"):
+                self.holding -= amount
 
     def _loop(self) -> None:
         while not self.closing.is_set():
@@ -176,20 +197,24 @@ class Sender:
             batch: list[tuple[str, bytes]] = []
             size = 0
             marker = None
-            while queue and len(batch) < self.batch_size and size < BATCH_BYTES:
-                entry = queue.popleft()
-                if type(entry) is threading.Event:
-                    marker = entry  # a flush waits for what came before it only
-                    with self._marks_lock:
-                        self.marks -= 1
-                    break
-                try:
-                    batch.append(self.line(entry))
-                except Exception:  # a bug: it loses that record (said at close), not the others of its batch
-                    self.counters.add("errors")
-                    self.counters.add("dropped")
-                    continue
-                size += len(batch[-1][1])
+            with self._taking:
+                if self._stopped:
+                    return
+                while queue and len(batch) < self.batch_size and size < BATCH_BYTES:
+                    entry = queue.popleft()
+                    if type(entry) is threading.Event:
+                        marker = entry  # a flush waits for what came before it only
+                        with self._marks_lock:
+                            self.marks -= 1
+                        break
+                    try:
+                        batch.append(self.line(entry))
+                    except Exception:  # a bug: it loses that record (said at close), not the others of its batch
+                        self.counters.add("errors")
+                        self.counters.add("dropped")
+                        continue
+                    size += len(batch[-1][1])
+                self.holding = len(batch)
             try:
                 if batch:
                     self._send_counted(batch)
@@ -200,15 +225,11 @@ class Sender:
     def _send_counted(self, batch: list[tuple[str, bytes]]) -> None:
         """_send, and a batch an unexpected error (a bug, ours or a library's) cut short counted as dropped (said at
         close): it was lost without a count, and a flush waiting for it waited its whole timeout."""
-        self.holding = len(batch)
-        told = self.counters.sent + self.counters.rejected
         try:
             self._send(batch)
         except Exception:
-            self.counters.add("errors")
-            self.counters.add("dropped", len(batch) - (self.counters.sent + self.counters.rejected - told))
-        finally:
-            self.holding = 0
+            self._count("errors")
+            self._count("dropped", self.holding)  # (what of it was not counted yet)
 
     def _send(self, batch: list[tuple[str, bytes]]) -> None:
         """POST the batch until it is stored; records refused for good are counted and left out."""
@@ -228,19 +249,19 @@ class Sender:
                     self._say_batch_refused(refused.answer)
                 self.last_refusal = _refusal(refused.answer)
                 bad = refused.indexes or set(range(len(batch)))
-                self.counters.add("rejected", len(bad))
+                self._count("rejected", len(bad))
                 batch = [item for index, item in enumerate(batch) if index not in bad]
                 continue
             except httpx.HTTPError:  # closing, and the server still does not take it
-                self.counters.add("dropped", len(batch))
+                self._count("dropped", len(batch))
                 return
             ids = [record_id for record_id, _ in batch]
-            self.counters.add("sent", len(ids))
+            self._count("sent", len(ids))
             if self.on_sent is not None:
                 try:
                     self.on_sent(ids)
                 except Exception:
-                    self.counters.add("errors")
+                    self._count("errors")
             return
 
     def _post(self, body: bytes, count: int) -> None:
@@ -288,7 +309,7 @@ class Sender:
 
     def _failed(self, error: httpx.HTTPError, retry_after: float | None) -> NoReturn:
         """An attempt that may work later: tried again (TryAgain), unless the handler is closing."""
-        self.counters.add("failed_attempts")
+        self._count("failed_attempts")
         self.last_error = error
         if self.closing.is_set():
             raise error

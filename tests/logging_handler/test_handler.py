@@ -744,3 +744,28 @@ def test_a_records_trace_context_is_its_trace_and_span_ids(server, key, make_han
     assert logs["a number"].get("trace_id") is None and logs["a number"]["attributes"]["trace_id"] == 12345
     assert logs["after it"].get("trace_id") is None and "trace_id" not in logs["after it"]["attributes"]
     assert handler.sent == 6 and handler.rejected == 0
+
+
+def test_the_counts_said_at_close_are_final_while_a_slow_server_is_still_sent_to(server, make_handler, proxy, capfd):
+    """close() timing out while the thread still worked through a big queue (a slow server) closed the client under
+    it: its next batches failed after the closing line, counted as errors and dropped (some records twice, as left
+    in the queue too), and the counters did not say what the line had."""
+    script = proxy([])
+
+    class Slow(_Proxy):
+        def do_POST(self) -> None:
+            time.sleep(0.05)
+            super().do_POST()
+
+    script.RequestHandlerClass = Slow
+    handler = make_handler(url=script.url, service="slowclose", batch_size=5, flush_interval=600, flush_timeout=0.3)
+    logger = a_logger("slowclose", handler)
+    for number in range(500):
+        logger.info("record %d", number)
+    handler.close()
+    said = [line for line in capfd.readouterr().err.splitlines() if "closing:" in line]
+    counts = (handler.sent, handler.dropped, handler.rejected, handler.errors)
+    time.sleep(1)  # the thread's batch under way, were it still counted
+    assert (handler.sent, handler.dropped, handler.rejected, handler.errors) == counts
+    assert handler.sent + handler.dropped == 500 and handler.dropped > 0 and handler.errors == 0, counts
+    assert len(said) == 1 and f"closing: {handler.dropped} record(s) not delivered" in said[0], said
