@@ -25,6 +25,7 @@ from loglake.cli_options import (
     option_time,
     print_columns,
     printable,
+    storage_error_text,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -82,6 +83,7 @@ def collect(
     from loglake.amplify.collector import Collector
     from loglake.amplify.config import AmplifyConfigError
     from loglake.amplify.jobs import CollectionBusy, collection_lock
+    from loglake.amplify.run_reports import RunReport, from_ms, iso_utc
     from loglake.amplify.source import missing_profiles
 
     config = _config(config_path)
@@ -123,8 +125,13 @@ def collect(
                     for window in windows:
                         click.echo(f"  {window}")
                 return
+            report, failure = RunReport(started=""), None  # filled in as the run goes
             with collection_lock(data_dir):
-                report = collector.run(list(apps) or None, start, end)
+                try:
+                    collector.run(list(apps) or None, start, end, report=report)
+                except Exception as e:  # failed as a whole: said with what its apps collected before (in the lake)
+                    failure = storage_error_text(e) or f"{type(e).__name__}: {e}"
+                    report.error, report.finished = failure, iso_utc(from_ms(_now_ms()))
         except CollectionBusy as e:
             raise click.ClickException(str(e)) from None
         finally:
@@ -133,6 +140,10 @@ def collect(
         click.echo(json_text(report.to_dict(), indent=2))
     else:
         _print_report(report.to_dict())
+    if failure is not None:
+        # (what the report says was stored stays, and is not stored twice: running the command again collects the rest)
+        again = "" if failure.endswith("run the command again") else "; once that is fixed, run the command again"
+        raise click.ClickException(f"the collection failed as a whole, after what the report says: {failure}{again}")
     if not report.ok:
         raise click.exceptions.Exit(1)
 

@@ -526,6 +526,37 @@ async def test_a_scheduled_run_that_fails_as_a_whole_keeps_what_its_apps_collect
     assert f"FAILED, {len(danse.requests):,} rows" in status.stdout
 
 
+def test_a_collection_by_hand_that_fails_as_a_whole_prints_what_its_apps_collected(
+    amplify: FakeAmplify, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It printed the error alone, as a traceback with a local lake, and not what the apps had collected before (their
+    rows in the lake): the user could not tell whether to collect again, nor what from."""
+    danse = serve_week(amplify)
+    put = LocalObjectStore.put
+
+    def manifest_denied(lake: LocalObjectStore, key: str, data: bytes) -> None:  # (ManifestDeniedLake's, in the CLI)
+        if key.endswith(MANIFEST):
+            raise ObjectStoreError(f"cannot write {key}: AccessDenied")
+        put(lake, key, data)
+
+    monkeypatch.setattr(LocalObjectStore, "put", manifest_denied)
+    config, data = write_config(tmp_path / "amplify.json"), tmp_path / "data"
+    window = ["--since", "2026-11-01", "--until", "2026-11-08T00:00:00Z"]
+    result = run_cli("amplify", "collect", "--config", str(config), "--data-dir", str(data), *window)
+    assert result.exit_code == 1
+    assert "danse_tech" in result.stdout and "3/3" in result.stdout and f"{len(danse.requests):,}" in result.stdout
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert said == (
+        "Error: the collection failed as a whole, after what the report says: ObjectStoreError: cannot write"
+        " type=amplify_access/_manifest.json: AccessDenied; once that is fixed, run the command again"
+    )
+    assert "Traceback" not in result.stderr
+    as_json = run_cli("amplify", "collect", "--config", str(config), "--data-dir", str(data), "--json", *window)
+    report = json.loads(as_json.stdout)
+    assert (as_json.exit_code, report["ok"], report["error"]) == (1, False, said.split(": ", 2)[2].split(";")[0])
+    assert report["apps"][0]["duplicates"] == len(danse.requests)  # (stored by the first run)
+
+
 def test_a_failed_run_the_store_cannot_record_is_told_once_and_recorded_when_it_can(
     amplify: FakeAmplify, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
