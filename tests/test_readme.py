@@ -189,3 +189,13 @@ def test_the_least_query_timeout_is_the_enforced_one() -> None:
     from loglake.lake.query_limits import MIN_TIMEOUT_SECONDS
 
     assert f"and no less than {MIN_TIMEOUT_SECONDS:g} s)" in " ".join(README.split())
+
+
+def test_the_amplify_schedules_the_readme_names_are_the_accepted_ones() -> None:
+    """It spoke of an hourly schedule, which the configuration refuses (daily or weekly)."""
+    from loglake.amplify.config import FREQUENCIES
+
+    section = " ".join(_section("Amplify Hosting access logs").split())
+    assert f"`schedule.frequency` is `{FREQUENCIES[0]}` or `{FREQUENCIES[1]}`" in section
+    named = set(re.findall(r"\b(hourly|daily|weekly|monthly)\b", section))
+    assert named == set(FREQUENCIES), named

@@ -223,7 +223,7 @@ class Collector:
                 "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (?, ?, ?)",
                 (started_ms, finished_ms, document),
             )
-            # reports go with the logs they were about (an hourly schedule writes 8,760 a year)
+            # reports go with the logs they were about (a daily schedule writes 365 a year, more with runs by hand)
             conn.execute("DELETE FROM amplify_runs WHERE finished_ms < ?", (kept_from_ms,))
 
         self.store.in_write_transaction(store).result()
