@@ -20,7 +20,7 @@ from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
 from loglake.lake.layout import day_of
 from loglake.lake.verify import verify_databases, verify_lake, verify_waiting
-from loglake.lake.waiting import QUARANTINE_DIR, WAITING_DIR, quarantine_batches, waiting_dir
+from loglake.lake.waiting import WAITING_DIR, quarantine_batches, waiting_dir
 
 if TYPE_CHECKING:
     from loglake.runtime import Runtime
@@ -147,6 +147,8 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
             return
         cutoff = lake.retention_cutoff()
         not_moved = lake.not_moved_before(lake.retention_start_ms()) if dry_run else (0, 0)
+        objects, files = lake.expired_quarantine()  # (told before expire() deletes them)
+        quarantined = len(objects) + len(files), sum(o.size for o in objects) + sum(f.stat().st_size for f in files)
         expired = lake.expired_partitions() if dry_run else lake.expire()
         if not dry_run:
             lake.collect_garbage()
@@ -159,6 +161,9 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
     hot, batches = not_moved
     if hot or batches:  # (a real run moves them into their days first, which it then lists)
         click.echo(f"  and, older, not in the lake yet: {hot:,} hot record(s), {batches} waiting bulk batch(es)")
+    count, size = quarantined
+    if count:  # (`loglake verify --quarantine` kept them: the days' records that could not be read)
+        click.echo(f"  and {count} quarantined file(s) of days before {cutoff} ({size / 1e6:.1f} MB)")
     if waiting and not dry_run:
         click.echo(f"({waiting} object(s) that a running query may be reading go when it ends, in minutes at most)")
 
@@ -256,7 +261,7 @@ def verify(quarantine: bool, data_dir: Path) -> None:
                 click.echo(f"QUARANTINED {file.key}: its {file.records:,} records out of the catalog, {where}")
             folder = waiting_dir(data_dir)
             for name, rows, kept in quarantine_batches(lake.store, folder, batches):
-                where = f"the file kept as {folder / QUARANTINE_DIR / name}" if kept else "no file left"
+                where = f"the file kept as {kept}" if kept else "no file left"
                 click.echo(f"QUARANTINED {WAITING_DIR}/{name}: its {rows:,} records out of hot.db, {where}")
         sys.exit(1)
     backup = "restore them from a backup of the data dir (README: Where the data lives)."

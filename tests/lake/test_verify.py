@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import boto3
@@ -22,7 +23,7 @@ from botocore.credentials import Credentials
 from loglake.lake.compact import Compactor, MergesFailed
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
-from loglake.lake.layout import QUARANTINE
+from loglake.lake.layout import QUARANTINE, quarantined_key
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
@@ -34,7 +35,7 @@ from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import run_cli as run
 from tests.damage import damage_table_page
-from tests.lake.test_compact import catalog, flush_in_small_rounds, parts
+from tests.lake.test_compact import NOW, catalog, flush_in_small_rounds, parts
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
 
@@ -289,6 +290,29 @@ def test_quarantine_takes_damaged_and_lost_files_out_of_the_catalog_and_keeps_wh
         lake.close()
 
 
+def test_retention_deletes_the_quarantined_files_of_the_days_it_drops(
+    store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A file `verify --quarantine` kept under _quarantine/ stayed there for good: retention dropped its day's other
+    files, and the records the retention said were gone stayed in storage. Those of the days kept stay."""
+    seed(store, days=3)
+    Flusher(store, object_store).flush(before_ms=START + 3 * DAY)
+    first, _, last = list_files(store.read, APP_LOGS_TABLE.name)
+    # today is 2026-11-01 + 400 days: keeping 398 days keeps 2026-11-03 on
+    lake = Lake(store, object_store, tmp_path, policy=LakePolicy(retention_days=398, grace_ms=0), clock=lambda: NOW)
+    try:
+        assert [kept for _, kept in lake.quarantine([first.key, last.key])] == [True, True]
+        objects, _ = lake.expired_quarantine()
+        assert [found.key for found in objects] == [quarantined_key(first.key)]
+        assert object_store.exists(quarantined_key(first.key)), "told, not deleted yet"
+        lake.expire()
+        assert not object_store.exists(quarantined_key(first.key))
+        assert object_store.exists(quarantined_key(last.key))
+        assert lake.expired_quarantine() == ([], [])
+    finally:
+        lake.close()
+
+
 def test_a_quarantined_records_client_id_stores_it_again_when_resent(
     store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
 ) -> None:
@@ -324,6 +348,21 @@ def test_verify_quarantine_says_what_it_took_out(tmp_path: Path) -> None:
     again = run("verify", "--data-dir", str(data))
     assert again.exit_code == 0 and again.stdout.splitlines()[-1] == "all ok"
     assert "1 lake file(s) (300 records" in again.stdout
+
+
+def test_retention_by_hand_says_and_deletes_the_quarantined_files_of_the_days_it_drops(tmp_path: Path) -> None:
+    data, files = flushed_data_dir(tmp_path, days=2)
+    for file in files:
+        (data / "lake" / file.key).write_bytes(flipped((data / "lake" / file.key).read_bytes(), 200))
+    assert run("verify", "--quarantine", "--data-dir", str(data)).stdout.count("QUARANTINED") == 2
+    days = (datetime.now(UTC).date() - date(2026, 11, 2)).days  # keeping 2026-11-02 on
+    planned = run("retention", "--dry-run", "--days", str(days), "--data-dir", str(data))
+    assert "  and 1 quarantined file(s) of days before 2026-11-02 (0.0 MB)" in planned.stdout.splitlines()
+    kept = [data / "lake" / QUARANTINE / file.key for file in files]
+    assert [path.exists() for path in kept] == [True, True]
+    done = run("retention", "--days", str(days), "--data-dir", str(data))
+    assert "  and 1 quarantined file(s) of days before 2026-11-02 (0.0 MB)" in done.stdout.splitlines()
+    assert [path.exists() for path in kept] == [False, True]
 
 
 def footer_damaged(data: bytes) -> bytes:

@@ -420,7 +420,8 @@ def test_a_waiting_batch_gone_or_damaged_is_named_by_reads_and_verify_and_the_ot
     assert sorted(lake_ids(lake.store, lake.objects)) == sorted(tables[2].column("log_id").to_pylist())
 
     taken = quarantine_batches(lake.store, folder, [gone, cut])
-    assert taken == [(gone, 1200, False), (cut, 1201, True)] and (folder / QUARANTINE_DIR / cut).exists()
+    kept = folder / QUARANTINE_DIR / "date=2026-11-01" / cut  # (by its newest record's day, for the retention)
+    assert taken == [(gone, 1200, None), (cut, 1201, kept)] and kept.exists()
     assert waiting_count(lake.store) == (0, 0)
     assert sorted(sql_ids(lake)) == sorted(tables[2].column("log_id").to_pylist())
 
@@ -459,8 +460,33 @@ def test_quarantining_a_batch_whose_file_is_gone_makes_no_empty_folder(lake: Lak
     folder = waiting_dir(lake.store.path.parent)
     ((gone,),) = lake.store.read("SELECT file FROM bulk_batches")
     (folder / gone).unlink()
-    assert quarantine_batches(lake.store, folder, [gone]) == [(gone, 1200, False)]
+    assert quarantine_batches(lake.store, folder, [gone]) == [(gone, 1200, None)]
     assert waiting_count(lake.store) == (0, 0) and not (folder / QUARANTINE_DIR).exists()
+
+
+def test_retention_deletes_the_quarantined_batches_of_the_days_it_drops(lake: Lake) -> None:
+    """A batch's file `verify --quarantine` kept in waiting/_quarantine/ stayed there for good, its records past any
+    retention; it goes once the retention passed its newest record's day, with the folders it leaves empty."""
+    folder = waiting_dir(lake.store.path.parent)
+    for days in (1, 2):  # the newest records of 2026-11-01 and 2026-11-02
+        lake.bulk.submit(batch(days=days, per_day=1200)).result()
+    older, newer = [file for (file,) in lake.store.read("SELECT file FROM bulk_batches ORDER BY batch_id")]
+    for file in (older, newer):
+        os.truncate(folder / file, 1000)
+    taken = quarantine_batches(lake.store, folder, [older, newer])
+    assert [kept.parent.name for _, _, kept in taken] == ["date=2026-11-01", "date=2026-11-02"]
+    lake.policy = LakePolicy(retention_days=1)
+    lake.clock = lambda: (START + 2 * DAY_MS) / 1000  # 2026-11-03: keeping 2026-11-02 on
+    assert lake.expired_quarantine() == ([], [taken[0][2]])
+    lake.expire()
+    assert [path.relative_to(folder).as_posix() for path in folder.rglob("*")] == [
+        QUARANTINE_DIR,
+        f"{QUARANTINE_DIR}/date=2026-11-02",
+        f"{QUARANTINE_DIR}/date=2026-11-02/{newer}",
+    ]
+    lake.clock = lambda: (START + 3 * DAY_MS) / 1000
+    lake.expire()
+    assert list(folder.iterdir()) == []
 
 
 def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,11 +27,11 @@ from loglake.lake.bulk import BulkWriter
 from loglake.lake.claim import claim_lake
 from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
-from loglake.lake.layout import day_of, quarantined_key
+from loglake.lake.layout import QUARANTINE, day_of, partitions_of, quarantined_key
 from loglake.lake.location import check_lake_location, lake_description
 from loglake.lake.lost_client_ids import lost_client_ids
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, listed_file, retire_files
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, s3_objects
+from loglake.lake.objectstore import LocalObjectStore, ObjectInfo, ObjectStore, ObjectStoreError, s3_objects
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.query_workers import QueryWorkers, worker_spec
@@ -40,7 +40,13 @@ from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.lake.users_sql import UsersSql
-from loglake.lake.waiting import waiting, waiting_batches_in
+from loglake.lake.waiting import (
+    delete_quarantined_batch,
+    quarantined_batches_before,
+    waiting,
+    waiting_batches_in,
+    waiting_dir,
+)
 from loglake.locks import exclusive_lock
 from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
@@ -361,7 +367,8 @@ class Lake:
         """Drop the expired partitions from the catalog (and the client ids of their records); their
         objects go after the grace period. The records older than the retention that are not in the lake yet
         (hot rows, waiting bulk batches) are moved into their days first, to go with them: a `loglake retention
-        --days N` shorter than the server's left them in every read, and the lake's days they moved to later."""
+        --days N` shorter than the server's left them in every read, and the lake's days they moved to later. The
+        files of those days that quarantine() kept go too, at once (expired_quarantine)."""
         if not self.policy.retention_days:
             return []
         self._move_expiring(self.retention_start_ms())
@@ -376,7 +383,28 @@ class Lake:
                 forget_flushed_client_ids(conn, kept_from)
 
             self.store.in_write_transaction(drop).result()
+        objects, batches = self.expired_quarantine()
+        for found in objects:
+            self.objects.delete(found.key)
+        for path in batches:
+            delete_quarantined_batch(waiting_dir(self.store.path.parent), path)
         return expired
+
+    def expired_quarantine(self) -> tuple[list[ObjectInfo], list[Path]]:
+        """The files `loglake verify --quarantine` kept of days older than the retention, which expire() deletes (the
+        retention says their records are gone, as their days' other files): the lake's objects under QUARANTINE (of
+        the AWS compaction too, on a bucket) and the waiting batches' files (waiting.QUARANTINE_DIR, by their newest
+        record's day). Nothing when retention is 0."""
+        if not self.policy.retention_days:
+            return [], []
+        cutoff = self.retention_cutoff()
+        objects = [
+            found
+            for found in self.objects.list(f"{QUARANTINE}/")
+            # (by the day its key names, as the tables' partitions; one naming none is kept)
+            if partitions_of(found.key).get("date", cutoff.isoformat()) < cutoff.isoformat()
+        ]
+        return objects, quarantined_batches_before(waiting_dir(self.store.path.parent), cutoff)
 
     def not_moved_before(self, before_ms: int) -> tuple[int, int]:
         """The hot records timestamped before `before_ms`, and the waiting bulk batches holding any: what expire()

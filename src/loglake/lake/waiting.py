@@ -30,6 +30,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.lake import writers
+from loglake.lake.layout import day_of
 from loglake.lake.query_answers import UNREADABLE_FILE, LakeUnreadable
 from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -233,20 +235,23 @@ def waiting_records(read: Read, folder: Path, query: RecentQuery) -> list[Stored
     return table_records(pa.concat_tables(found).sort_by([("log_id", "descending")]).slice(0, query.limit))
 
 
-def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]) -> list[tuple[str, int, bool]]:
+def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]) -> list[tuple[str, int, Path | None]]:
     """Take waiting batches whose files cannot be read out of `bulk_batches`, and so out of every read and move
     (`loglake verify --quarantine`: a batch no backup holds); each file still there is kept in QUARANTINE_DIR, for
-    whatever can be read of it. Each batch taken out, its records, and whether its file was kept."""
-    kept_in = folder / QUARANTINE_DIR
+    whatever can be read of it, in the folder of its newest record's day (`date=YYYY-MM-DD`, as the lake's
+    quarantined files: the retention deletes it once it passed that day, quarantined_batches_before). Each batch taken
+    out, its records, and where its file was kept (None: gone)."""
     taken = []
     for file in files:
-        kept = False
+        named = store.read("SELECT max_ts FROM bulk_batches WHERE file = ?", (file,))
+        if not named:
+            continue  # (moved meanwhile, or taken out by another run)
+        target, kept = folder / QUARANTINE_DIR / f"date={day_of(named[0][0])}" / file, None
         if (folder / file).exists():  # (a file gone leaves nothing to keep: no empty folder is made for it)
-            private_dir(kept_in)
+            private_dir(target.parent)
             with contextlib.suppress(FileNotFoundError):
-                # (first: a batch taken out, its file unnamed, would be swept)
-                os.replace(folder / file, kept_in / file)
-                kept = True
+                os.replace(folder / file, target)  # (first: a batch taken out, its file unnamed, would be swept)
+                kept = target
 
         def take_out(conn: sqlite3.Connection, file: str = file) -> list[tuple]:
             return conn.execute("DELETE FROM bulk_batches WHERE file = ? RETURNING rows", (file,)).fetchall()
@@ -254,6 +259,24 @@ def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]
         if rows := store.in_write_transaction(take_out).result():
             taken.append((file, rows[0][0], kept))
     return taken
+
+
+def quarantined_batches_before(folder: Path, cutoff: date) -> list[Path]:
+    """The files of quarantined batches (quarantine_batches) whose newest record's day is before `cutoff`."""
+    return [
+        path
+        for path in sorted((folder / QUARANTINE_DIR).glob(f"date=*/*{_SUFFIX}"))
+        if path.parent.name.removeprefix("date=") < cutoff.isoformat()
+    ]
+
+
+def delete_quarantined_batch(folder: Path, path: Path) -> None:
+    """Delete a quarantined batch's file, and the folders it leaves empty (its day's, then QUARANTINE_DIR)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    for emptied in (path.parent, folder / QUARANTINE_DIR):
+        with contextlib.suppress(OSError):  # (not empty)
+            emptied.rmdir()
 
 
 class Batches(NamedTuple):
