@@ -62,6 +62,30 @@ def test_days_past_retention_are_deleted(
     assert handlers.retention(scheduled_event(), CONTEXT)["deleted_objects"] == 0  # a second run has nothing to do
 
 
+def test_the_parts_the_compaction_quarantined_go_with_their_days(
+    lake_bucket: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A damaged part the compaction moved to _quarantine/ stayed in the bucket for good (the lifecycle rules expire
+    the tables' prefixes only): its records, past the retention, were never deleted."""
+    s3 = boto3.client("s3")
+    quarantined = [
+        "_quarantine/type=app_logs/date=2026-10-22/a.parquet",  # past 30 days
+        "_quarantine/type=app_logs/date=2026-10-23/a.parquet",
+        "_quarantine/type=amplify_access/app=danse_tech/date=2026-11-14/a.parquet",  # past 7 days
+        "_quarantine/type=amplify_access/app=danse_tech/date=2026-11-15/a.parquet",
+    ]
+    for key in [*KEYS, *quarantined]:
+        s3.put_object(Bucket=lake_bucket, Key=key, Body=b"x")
+    monkeypatch.setenv("LOGLAKE_RETENTION_DAYS", "30")
+    monkeypatch.setenv("CONFIG_JSON", json.dumps(AMPLIFY))
+    summary = handlers.retention(scheduled_event(), CONTEXT)
+    left = {o["Key"] for o in s3.list_objects_v2(Bucket=lake_bucket)["Contents"]}
+    assert left == set(KEYS) - {KEYS[0], KEYS[3], KEYS[6]} | {quarantined[1], quarantined[3]}
+    assert summary["expired"]["_quarantine/type=app_logs/"] == ["2026-10-22"]
+    assert summary["expired"]["_quarantine/type=amplify_access/app=danse_tech/"] == ["2026-11-14"]
+
+
 def test_a_folder_object_in_the_bucket_does_not_stop_retention(
     lake_bucket: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

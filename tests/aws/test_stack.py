@@ -107,6 +107,9 @@ def test_the_lake_bucket_is_private_encrypted_and_ages_out(template) -> None:
     for table in ("app_logs", "amplify_access", "amplify_logs"):  # the example keeps both 365 days
         rule = rules[f"{table}-retention"]
         assert (rule["Prefix"], rule["ExpirationInDays"], rule["Transitions"]) == (f"type={table}/", 365, to_ia)
+        # the parts the compaction took out as damaged expire with their table (they are past no retention else)
+        quarantined = rules[f"{table}-quarantine-retention"]
+        assert (quarantined["Prefix"], quarantined["ExpirationInDays"]) == (f"_quarantine/type={table}/", 365)
     assert rules["old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
     assert "ExpirationInDays" not in rules["old-versions"]  # _state/ (the watermarks) never expires
     template.has_resource_properties(
@@ -321,6 +324,8 @@ def test_each_table_expires_after_its_own_retention(tmp_path: Path) -> None:
     assert rules["app_logs-retention"]["ExpirationInDays"] == 14 and "Transitions" not in rules["app_logs-retention"]
     assert rules["amplify_access-retention"]["ExpirationInDays"] == 730
     assert rules["amplify_logs-retention"]["Transitions"][0]["TransitionInDays"] == 30
+    assert rules["app_logs-quarantine-retention"]["ExpirationInDays"] == 14
+    assert rules["amplify_access-quarantine-retention"]["ExpirationInDays"] == 730
 
 
 def _template(deployment):
@@ -607,6 +612,8 @@ def test_a_daily_retention_function_may_only_list_and_delete_lake_objects(templa
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     actions = {a for st in statements for a in _actions(st)}
     assert "s3:DeleteObject*" in actions and not any(a.startswith("dynamodb:") for a in actions)
+    deletes = [json.dumps(st["Resource"]) for st in statements if "s3:DeleteObject*" in _actions(st)]
+    assert any("/_quarantine/type=*" in delete for delete in deletes)  # (the damaged parts of the days it drops)
     # it writes one object: the lease that keeps it from a compaction at work (aws/maintenance_lease.py)
     puts = [json.dumps(st["Resource"]) for st in statements if any(a.startswith("s3:Put") for a in _actions(st))]
     assert puts and all(f"/{LEASE_KEY}" in put and "/type=" not in put for put in puts)

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from loglake.amplify.config import AmplifyConfig
-from loglake.lake.layout import AMPLIFY_ACCESS, AMPLIFY_LOGS, APP_LOGS, partition_prefix, partitions_of
+from loglake.lake.layout import (
+    AMPLIFY_ACCESS,
+    AMPLIFY_LOGS,
+    APP_LOGS,
+    partition_prefix,
+    partitions_of,
+    quarantined_key,
+)
 from loglake.lake.objectstore import ObjectStore
 
 # A run starts with at least this much of its Lambda's time left (it waits for the lake's maintenance lease until
@@ -34,14 +41,19 @@ class RetentionReport:
 
 def expire_lake(lake: ObjectStore, today: date, retention_days: int, amplify: AmplifyConfig | None) -> RetentionReport:
     """Delete app_logs days older than `retention_days` (0 keeps them forever) and, per configured
-    Amplify app, access-log days and exports older than its logRetention.days."""
+    Amplify app, access-log days and exports older than its logRetention.days; with each table's days, the parts of
+    those days the compaction took out as damaged (QUARANTINE: their records are past the retention too)."""
     report = RetentionReport()
     if retention_days:
-        _expire(lake, partition_prefix(APP_LOGS), "date", today - timedelta(days=retention_days), report)
+        cutoff = today - timedelta(days=retention_days)
+        for prefix in (partition_prefix(APP_LOGS), quarantined_key(partition_prefix(APP_LOGS))):
+            _expire(lake, prefix, "date", cutoff, report)
     if amplify is not None:
         cutoff = today - timedelta(days=amplify.retention_days)
         for app in amplify.apps:
-            _expire(lake, partition_prefix(AMPLIFY_ACCESS, app=app.app_name), "date", cutoff, report)
+            access = partition_prefix(AMPLIFY_ACCESS, app=app.app_name)
+            for prefix in (access, quarantined_key(access)):
+                _expire(lake, prefix, "date", cutoff, report)
             _expire(lake, partition_prefix(AMPLIFY_LOGS, app=app.app_name), "date_export", cutoff, report)
     return report
 

@@ -111,6 +111,9 @@ class Pipeline(Construct):
         )
         self.storage.lake_bucket.grant_read(function, "type=*")
         self.storage.lake_bucket.grant_delete(function, "type=*")
+        # (the parts the compaction took out as damaged: their days' records go with the days)
+        self.storage.lake_bucket.grant_read(function, f"{QUARANTINE}/type=*")
+        self.storage.lake_bucket.grant_delete(function, f"{QUARANTINE}/type=*")
         self.storage.lake_bucket.grant_read_write(function, LEASE_KEY)  # one maintenance run at a time
         payload = events.RuleTargetInput.from_object({"config": d.amplify}) if d.amplify is not None else None
         daily = events.Schedule.cron(minute="30", hour="2")

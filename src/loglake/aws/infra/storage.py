@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
+from loglake.lake.layout import quarantined_key
 
 INDEXES = {  # GSI name -> its partition key, "<value>#<shard>" (every index sorts by `sk`, the record's id)
     "by_time": ("time_bucket", dynamodb.AttributeType.STRING),
@@ -85,8 +86,9 @@ class Storage(Construct):
 
     def _lifecycle_rules(self) -> list[s3.LifecycleRule]:
         """Per table: Infrequent Access after 30 days, expiry after its retention (app logs: retentionDays;
-        Amplify logs: the collector's logRetention.days). A backstop by object age: the retention function
-        deletes by the day the records hold. Deleted or replaced objects stay recoverable for 7 days."""
+        Amplify logs: the collector's logRetention.days), and of its objects under `_quarantine/` too. A backstop by
+        object age: the retention function deletes by the day the records hold. Deleted or replaced objects stay
+        recoverable for 7 days."""
         d = self.deployment
         amplify_days = d.amplify_retention_days or d.retention_days
         rules = [s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=cdk.Duration.days(7),
@@ -108,4 +110,8 @@ class Storage(Construct):
                     expiration=cdk.Duration.days(days),
                 )
             )
+            # The parts the compaction took out as damaged (QUARANTINE), expired as their table's.
+            quarantined = quarantined_key(f"type={table}/")
+            expired = cdk.Duration.days(days)
+            rules.append(s3.LifecycleRule(id=f"{table}-quarantine-retention", prefix=quarantined, expiration=expired))
         return rules
