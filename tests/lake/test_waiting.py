@@ -31,6 +31,7 @@ from loglake.lake.waiting import (
     batch_file_name,
     oldest_batches,
     quarantine_batches,
+    quarantined_batch_file,
     sweep,
     waiting_dir,
     write_batch_file,
@@ -462,6 +463,27 @@ def test_quarantining_a_batch_whose_file_is_gone_makes_no_empty_folder(lake: Lak
     (folder / gone).unlink()
     assert quarantine_batches(lake.store, folder, [gone]) == [(gone, 1200, None)]
     assert waiting_count(lake.store) == (0, 0) and not (folder / QUARANTINE_DIR).exists()
+
+
+def test_a_quarantine_killed_after_it_kept_a_batchs_file_is_told_and_finished_by_the_next(lake: Lake) -> None:
+    """`verify --quarantine` killed between keeping a batch's file aside and taking its row out of hot.db: the next run
+    said "missing from the data dir" and then "no file left", the file being in waiting/_quarantine/."""
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()
+    folder = waiting_dir(lake.store.path.parent)
+    ((file, newest),) = lake.store.read("SELECT file, max_ts FROM bulk_batches")
+    os.truncate(folder / file, 1000)
+    kept = quarantined_batch_file(folder, file, newest)
+    kept.parent.mkdir(parents=True)
+    os.replace(folder / file, kept)  # (what the killed run did, its row left)
+    report = VerifyReport()
+    verify_waiting(report, lake.store)
+    (damaged,) = report.damaged
+    assert damaged.problem == (
+        f"missing from the data dir, but in waiting/_quarantine/date=2026-11-01/{file}: `loglake verify --quarantine`"
+        " was stopped before it took the batch out of hot.db; run it again"
+    )
+    assert quarantine_batches(lake.store, folder, [file]) == [(file, 1200, kept)]
+    assert waiting_count(lake.store) == (0, 0) and kept.exists()
 
 
 def test_retention_deletes_the_quarantined_batches_of_the_days_it_drops(lake: Lake) -> None:

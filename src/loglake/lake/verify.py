@@ -24,7 +24,14 @@ from loglake.lake.manifest import LakeFile, list_files, listed_file, reading
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.tables import TABLES
-from loglake.lake.waiting import WAITING_DIR, batch_files, batch_problem, is_named, waiting_dir
+from loglake.lake.waiting import (
+    WAITING_DIR,
+    batch_files,
+    batch_problem,
+    is_named,
+    quarantined_batch_file,
+    waiting_dir,
+)
 from loglake.sqlitedb import integrity_problem
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -97,13 +104,17 @@ def verify_waiting(report: VerifyReport, store: SQLiteHotStore) -> None:
     """Check each waiting bulk batch's file (read whole, its records counted against its row), into `report` as
     `waiting/<file>`: a batch that cannot be read failed every SQL query and recent logs."""
     folder = waiting_dir(store.path.parent)
-    for file, rows in batch_files(store.read):
+    for file, rows, newest_ms in batch_files(store.read):
         with reading(store):  # (a batch moved from here on keeps its file until this read ends)
             if not is_named(store.read, file):
                 continue  # (moved into the lake meanwhile: its records are checked there)
             report.waiting += 1
             report.records += rows
             if problem := batch_problem(folder, file, rows):
+                kept = quarantined_batch_file(folder, file, newest_ms)
+                if kept.exists():  # (not lost: the one thing left to do is the run's)
+                    problem += f", but in {kept.relative_to(folder.parent)}: `loglake verify --quarantine` was stopped"
+                    problem += " before it took the batch out of hot.db; run it again"
                 report.damaged.append(Damaged(f"{WAITING_DIR}/{file}", problem))
 
 

@@ -150,9 +150,9 @@ def rows_of(read: Read, files: Iterable[str]) -> int:
     return read(f"SELECT coalesce(sum(rows), 0) FROM bulk_batches WHERE file IN ({marks})", files)[0][0]
 
 
-def batch_files(read: Read) -> list[tuple[str, int]]:
-    """Each waiting batch's file and records, oldest first."""
-    return read("SELECT file, rows FROM bulk_batches ORDER BY batch_id", ())
+def batch_files(read: Read) -> list[tuple[str, int, int]]:
+    """Each waiting batch's file, records and newest record's time, oldest first."""
+    return read("SELECT file, rows, max_ts FROM bulk_batches ORDER BY batch_id", ())
 
 
 def waiting(read: Read) -> Waiting:
@@ -246,19 +246,24 @@ def quarantine_batches(store: SQLiteHotStore, folder: Path, files: Iterable[str]
         named = store.read("SELECT max_ts FROM bulk_batches WHERE file = ?", (file,))
         if not named:
             continue  # (moved meanwhile, or taken out by another run)
-        target, kept = folder / QUARANTINE_DIR / f"date={day_of(named[0][0])}" / file, None
+        kept = quarantined_batch_file(folder, file, named[0][0])
         if (folder / file).exists():  # (a file gone leaves nothing to keep: no empty folder is made for it)
-            private_dir(target.parent)
+            private_dir(kept.parent)
             with contextlib.suppress(FileNotFoundError):
-                os.replace(folder / file, target)  # (first: a batch taken out, its file unnamed, would be swept)
-                kept = target
+                os.replace(folder / file, kept)  # (first: a batch taken out, its file unnamed, would be swept)
 
         def take_out(conn: sqlite3.Connection, file: str = file) -> list[tuple]:
             return conn.execute("DELETE FROM bulk_batches WHERE file = ? RETURNING rows", (file,)).fetchall()
 
         if rows := store.in_write_transaction(take_out).result():
-            taken.append((file, rows[0][0], kept))
+            # (kept by this run, or by one killed before the row went: that file is no "file gone")
+            taken.append((file, rows[0][0], kept if kept.exists() else None))
     return taken
+
+
+def quarantined_batch_file(folder: Path, file: str, newest_ms: int) -> Path:
+    """Where quarantine_batches keeps a batch's file: by its newest record's day."""
+    return folder / QUARANTINE_DIR / f"date={day_of(newest_ms)}" / file
 
 
 def quarantined_batches_before(folder: Path, cutoff: date) -> list[Path]:
