@@ -120,7 +120,12 @@ def _tell_merged(report: CompactReport, failed: MergesFailed | None) -> None:
     "more often while bulk ingest wakes it.",
 )
 @click.option("--dry-run", is_flag=True, help="Only list the partitions (and count the alerts) that would be deleted.")
-@click.option("--days", type=click.IntRange(0), default=None, help="Keep this many days (default: retention_days).")
+@click.option(
+    "--days",
+    type=click.IntRange(0),
+    default=None,
+    help="Keep this many days, this run only: a running server keeps its own retention_days (default: retention_days).",
+)
 @click.option(
     "--alerts-days",
     type=click.IntRange(0),
