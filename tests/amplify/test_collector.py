@@ -370,8 +370,13 @@ def test_data_past_the_retention_is_dropped_after_a_run(
     assert min(days_before) == "2026-10-19"
     # Ten days later, with 28 days kept, what is older than 2026-10-29 goes (the run also collects the
     # app's traffic of the two days after the first run).
+    # parts `loglake verify --quarantine` kept: the one of a day past logRetention.days goes with its day
+    quarantined = [f"_quarantine/type=amplify_access/app=danse_tech/date=2026-10-{d}/part-x.parquet" for d in (28, 29)]
+    for key in quarantined:
+        lake.put(key, b"damaged")
     later = Collector(config(), store, lake, clock=lambda: (NOW + timedelta(days=10)).timestamp(), grace_ms=0)
     report = later.run(apps=["danse_tech"])
+    assert [lake.exists(key) for key in quarantined] == [False, True]
     days_after = {d for (d,) in store.read("SELECT DISTINCT day FROM lake_files WHERE table_name = 'amplify_access'")}
     assert days_after == {d for d in days_before if d >= "2026-10-29"} | {"2026-11-16", "2026-11-17"}
     assert report.expired_partitions == len(days_before - days_after) == 10

@@ -31,10 +31,12 @@ from loglake.amplify.parse import NotAnAccessLog, parse_access_log
 from loglake.amplify.run_reports import AppReport, RunReport, epoch_ms, from_ms, iso_utc
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
 from loglake.lake.layout import (
+    AMPLIFY_ACCESS,
     AMPLIFY_LOGS,
     amplify_export_key,
     partition_prefix,
     partitions_of,
+    quarantined_key,
 )
 from loglake.lake.manifest import collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
@@ -264,12 +266,19 @@ class Collector:
         return len({(partitions_of(f.key)["app"], f.day) for f in old}), exports
 
     def _expire_exports(self, app: str, cutoff: date) -> int:
+        """Delete the app's exports collected before `cutoff`, and its access-log parts of days before it that
+        `loglake verify --quarantine` kept (out of the table, not of logRetention.days); how many exports."""
         exports = [
             o.key
             for o in self.lake.list(partition_prefix(AMPLIFY_LOGS, app=app))
             if partitions_of(o.key).get("date_export", "9999") < cutoff.isoformat()
         ]
-        for key in exports:
+        quarantined = [
+            o.key
+            for o in self.lake.list(quarantined_key(partition_prefix(AMPLIFY_ACCESS, app=app)))
+            if partitions_of(o.key).get("date", "9999") < cutoff.isoformat()
+        ]
+        for key in exports + quarantined:
             self.lake.delete(key)
         return len(exports)
 
