@@ -196,7 +196,8 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path) -> None:
             else run.error or ""
         )
         if run.attempts > 1:
-            figures = f"{run.attempts} attempts, the last at {_iso(run.started_ms)}: {figures}"
+            first = "" if run.first_started_ms is None else f" the first at {_iso(run.first_started_ms)},"
+            figures = f"{run.attempts} attempts,{first} the last at {_iso(run.started_ms)}: {figures}"
         click.echo(f"  {run.outcome:<12} {_iso(run.since_ms)} to {_iso(run.until_ms)}  {printable(figures)}")
 
 

@@ -589,7 +589,7 @@ def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_kee
             assert scheduler.run_round().runs == []
     [run] = data.runs()  # the same window, the same error: one record of three attempts
     assert (run.outcome, run.since_ms, run.until_ms, run.attempts) == ("error", T0 - 5 * MIN, T0, 3)
-    assert run.started_ms == T0 + 10 * MIN and "Could not convert string" in run.error
+    assert (run.first_started_ms, run.started_ms) == (T0, T0 + 10 * MIN) and "Could not convert string" in run.error
     assert [a["match_count"] for a in data.alerts()] == [3]  # Rule failing, after three firings
     data.clock.ms = T0 + 15 * MIN
     assert [(r.outcome, r.until_ms) for _, r in scheduler.run_round().runs] == [("error", T0)]  # kept, not skipped
@@ -861,3 +861,26 @@ def test_a_rule_sharing_a_scan_is_stopped_at_the_engines_query_timeout_as_alone(
     finally:
         scheduler.stop()
         lake.close()
+
+
+def test_a_rule_failing_past_the_catch_up_bound_keeps_one_record_of_its_failures(
+    data: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound its failed window moves at each firing: each failure was a record of its own, and a 1m rule
+    failing for hours filled the kept records with copies of one error, pushing out every run before them."""
+    monkeypatch.setattr(state, "KEEP_RUNS", 3)
+    path = write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "TRY_CAST"))
+    scheduler = data.scheduler(catch_up=CatchUp(windows=2))
+    assert [r.outcome for _, r in scheduler.run_round().runs] == ["ok"]
+    path.write_text(FAILING_SQL.replace("{cast}", "CAST"))
+    scheduler.reload()
+    records = [{"timestamp": T0 + m * MIN, "service": "api", "message": "down"} for m in range(0, 40, 5)]
+    data.store.submit(validate_batch(records, Limits(), T0 + DAY_MS)).result()  # not a number, in every window
+    for minute in range(5, 45, 5):
+        data.clock.ms = T0 + minute * MIN
+        assert [r.outcome for _, r in scheduler.run_round().runs] == ["error"]
+    ok, failed = data.runs()  # the good run is kept; 8 failures, from the first window tried to the last
+    assert (ok.outcome, ok.until_ms) == ("ok", T0)
+    assert (failed.outcome, failed.attempts, failed.since_ms, failed.until_ms) == ("error", 8, T0, T0 + 35 * MIN)
+    assert (failed.first_started_ms, failed.started_ms) == (T0 + 5 * MIN, T0 + 40 * MIN)
+    assert "Could not convert string" in failed.error

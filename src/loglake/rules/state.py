@@ -10,8 +10,10 @@ planned and change nothing if it has moved since (a compare-and-set), so two pro
 dir can never both commit a window.
 
 Run records are kept per rule up to KEEP_RUNS, the newest. A failed run that repeats the rule's
-previous record (the same window, the same error) replaces it and counts one more attempt, so a rule
+previous record (a failure with the same error) replaces it and counts one more attempt, so a rule
 that keeps failing the same way keeps one record of it, not a list of copies pushing the others out.
+Failures in a row are of one window (the window moves only with a good run), but the range they read
+moves past the catch-up bound (the first window kept moves at each firing): the record spans them all.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ RULES_SCHEMA = Schema(
         -- the failed runs of one window, one after the other with one error, that this record stands for
         ALTER TABLE rule_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1
         """,
+        """
+        -- of several attempts: when the first of them started (started_ms: the last)
+        ALTER TABLE rule_runs ADD COLUMN first_started_ms INTEGER
+        """,
     ),
 )
 
@@ -94,7 +100,8 @@ class RunRecord:
     matches: int | None = None
     new_alerts: int | None = None
     error: str | None = None
-    attempts: int = 1  # an error: the runs of this window that failed with it, one after the other
+    attempts: int = 1  # an error: the runs in a row that failed with it (since_ms to until_ms: what they read)
+    first_started_ms: int | None = None  # of several attempts: when the first started (started_ms: the last)
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,8 @@ def finish(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
         record = _folded(conn, record)
     conn.execute(
         "UPDATE rule_runs SET outcome = ?, finished_ms = ?, duration_ms = ?, rows_scanned = ?, bytes_scanned = ?,"
-        " files_scanned = ?, matches = ?, new_alerts = ?, error = ?, attempts = ? WHERE id = ?",
+        " files_scanned = ?, matches = ?, new_alerts = ?, error = ?, attempts = ?, first_started_ms = ?,"
+        " since_ms = ? WHERE id = ?",
         (
             record.outcome,
             record.finished_ms,
@@ -188,6 +196,8 @@ def finish(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
             record.new_alerts,
             record.error,
             record.attempts,
+            record.first_started_ms,
+            record.since_ms,
             record.id,
         ),
     )
@@ -201,16 +211,24 @@ def finish(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
 
 def _folded(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
     """A failed run with the attempts of the rule's previous record added, that record deleted, when
-    that one failed the same window with the same error."""
+    that one failed with the same error: from its first attempt and the start of what it read. (Matching
+    the window too kept a record per failure past the catch-up bound, where the window read moves at
+    each firing: a 1m rule failing for hours filled the kept records with one error.)"""
     previous = conn.execute(
-        "SELECT id, outcome, since_ms, until_ms, error, attempts FROM rule_runs WHERE rule_id = ? AND id < ?"
-        " ORDER BY id DESC LIMIT 1",
+        "SELECT id, outcome, error, attempts, since_ms, started_ms, first_started_ms FROM rule_runs"
+        " WHERE rule_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
         (record.rule_id, record.id),
     ).fetchone()
-    if previous is None or previous[1:5] != ("error", record.since_ms, record.until_ms, record.error):
+    if previous is None or previous[1:3] != ("error", record.error):
         return record
     conn.execute("DELETE FROM rule_runs WHERE id = ?", (previous[0],))
-    return replace(record, attempts=previous[5] + 1)
+    since, started, first_started = previous[4:]
+    return replace(
+        record,
+        attempts=previous[3] + 1,
+        since_ms=min(since, record.since_ms),
+        first_started_ms=started if first_started is None else first_started,
+    )
 
 
 def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_ms: int, now_ms: int, why: str) -> None:
@@ -225,7 +243,7 @@ def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_
 
 _RUN_COLUMNS = (
     "id, rule_id, outcome, since_ms, until_ms, started_ms, finished_ms, duration_ms, rows_scanned, bytes_scanned,"
-    " files_scanned, matches, new_alerts, error, attempts"
+    " files_scanned, matches, new_alerts, error, attempts, first_started_ms"
 )
 
 

@@ -69,4 +69,6 @@ def run_facts(run: RunRecord) -> dict[str, Any]:
         "new_alerts": run.new_alerts,
         "error": run.error,
         "attempts": run.attempts,
+        # (of several attempts: when the first started; None for one)
+        "first_started": iso_seconds(run.first_started_ms) if run.first_started_ms else None,
     }

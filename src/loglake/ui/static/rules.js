@@ -88,12 +88,15 @@ function runsTable(runs) {
     h("thead", {}, h("tr", {}, ["Window", "Outcome", "Rows read", "Matches", "New alerts", "Took"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, runs.map((run) => h("tr", {},
       h("td", { text: `${when(run.since)} → ${when(run.until)}` }),
-      h("td", { class: run.outcome === "ok" ? "" : "error verbatim", text: run.error ? `${run.outcome}: ${run.error}` : run.outcome }),
+      h("td", { class: run.outcome === "ok" ? "" : "error verbatim", text: run.error ? `${run.outcome}${attempts(run)}: ${run.error}` : run.outcome }),
       h("td", { class: "num", text: run.rows_scanned?.toLocaleString() ?? "" }),
       h("td", { class: "num", text: run.matches ?? "" }),
       h("td", { class: "num", text: run.new_alerts ?? "" }),
       h("td", { class: "num", text: run.duration_ms === null ? "" : `${Math.round(run.duration_ms)} ms` }))))));
 }
+
+// A record of failures in a row with one error (the server keeps one, not a record per failure): how many, since when.
+const attempts = (run) => (run.attempts > 1 ? ` (${run.attempts} attempts${run.first_started ? `, the first ${when(run.first_started)}` : ""})` : "");
 
 async function runTests(id, box, signal) {
   replace(box, h("p", { class: "progress", text: "Running the tests in a throwaway loglake…" }));
