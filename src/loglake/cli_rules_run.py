@@ -105,9 +105,10 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path) -> 
         figures = f"{run.matches} match(es), {run.new_alerts} new alert(s)" if run.outcome == "ok" else run.error
         window = f"{_iso(run.since_ms)} to {_iso(run.until_ms)}"
         click.echo(f"{run.outcome:<6} {printable(rule.title)}  {window}: {printable(figures)}")
+    skipped = f", {report.skipped} range(s) skipped" if report.skipped else ""
     click.echo(
-        f"{len(report.runs)} run(s), {report.failed} failed, {len({p.file for p in scheduler.folder.problems})}"
-        " file(s) with problems",
+        f"{len(report.runs) - report.skipped} run(s), {report.failed} failed{skipped},"
+        f" {len({p.file for p in scheduler.folder.problems})} file(s) with problems",
         err=True,
     )
     if report.failed or scheduler.folder.problems:

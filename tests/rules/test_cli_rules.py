@@ -511,6 +511,24 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(
     assert missing.exit_code == 1 and "no rules folder" in missing.stderr
 
 
+def test_run_due_prints_the_range_the_catch_up_bound_left_out(folder: Path, tmp_path: Path) -> None:
+    """It printed the runs alone: a day not evaluated (cron stopped, the server down) showed only in `rules show`."""
+    data = tmp_path / "data"
+    SQLiteHotStore(data / "hot.db").close()
+    hourly = (folder / "critical.yml").read_text().replace("schedule: 5m", "schedule: 1h, delay: 0s")
+    (folder / "critical.yml").write_text(hourly)
+    args = ["--rules-dir", str(folder), "--data-dir", str(data)]
+    now = int(time.time() * 1000)
+    hour = now - now % 3_600_000 - 3_600_000
+    assert rules("run-due", "--now", str(hour - 40 * 3_600_000 + 60_000), *args).exit_code == 0
+    later = rules("run-due", "--now", str(hour + 60_000), *args)  # 40 hours later: 16 of them left out
+    assert later.exit_code == 0
+    left_out = (hour - 40 * 3_600_000, hour - 24 * 3_600_000)
+    since, until = (f"{datetime.fromtimestamp(t / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}" for t in left_out)
+    assert f"skipped Critical records  {since} to {until}: not evaluated: down longer than" in later.stdout
+    assert "24 run(s), 0 failed, 1 range(s) skipped, 0 file(s) with problems" in later.stderr
+
+
 def test_run_due_runs_nothing_ahead_of_the_clock(folder: Path, tmp_path: Path) -> None:
     args = ["--rules-dir", str(folder), "--data-dir", str(tmp_path / "data")]
     SQLiteHotStore(tmp_path / "data" / "hot.db").close()

@@ -72,7 +72,8 @@ class RuntimeEvents:
         if record.outcome != "ok" or record.matches:
             self.access_log.event(
                 {
-                    "level": "warning" if record.outcome == "error" else "info",
+                    # (a skipped range's records were never checked)
+                    "level": "warning" if record.outcome in ("error", "skipped") else "info",
                     "event": "rule_run",
                     "rule_id": rule.id,
                     "outcome": record.outcome,

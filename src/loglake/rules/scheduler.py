@@ -213,6 +213,11 @@ class RoundReport:
     def failed(self) -> int:
         return sum(record.outcome == "error" for _, record in self.runs)
 
+    @property
+    def skipped(self) -> int:
+        """Of `runs`, the ranges the catch-up bound left out (no run: their records)."""
+        return sum(record.outcome == "skipped" for _, record in self.runs)
+
 
 class RuleScheduler:
     """Runs the rules of a folder over the data dir's logs. `run_round()` does what is due now (tests
@@ -343,10 +348,13 @@ class RuleScheduler:
         )
         report.shared += found.shared_rules
         for chain, run_id in claimed:
-            record = self._commit(conn, chain, run_id, started, found)
-            report.runs.append((chain.rule, record))
-            if self.observer is not None:
-                self.observer.on_rule_run(chain.rule, record)
+            # (a range the catch-up bound left out comes first, as its record: told as the runs are, or it showed only
+            # in `rules show`, not in run-due's lines or the server's log)
+            *skipped, record = self._commit(conn, chain, run_id, started, found)
+            for told in (*skipped, record):
+                report.runs.append((chain.rule, told))
+                if self.observer is not None:
+                    self.observer.on_rule_run(chain.rule, told)
             if record.outcome == "ok":
                 chain.previous, chain.due = record.until_ms, Due(chain.due.windows[1:])
             else:  # an error: tried again next time; superseded: the other process goes on
@@ -354,8 +362,9 @@ class RuleScheduler:
 
     def _commit(
         self, conn: sqlite3.Connection, chain: _Chain, run_id: int, started: int, found: rounds.Round
-    ) -> state.RunRecord:
-        """One transaction: the run's outcome, the window moved (or a failure counted), the alerts."""
+    ) -> tuple[state.RunRecord, ...]:
+        """One transaction: the run's outcome, the window moved (or a failure counted), the alerts; the run's record,
+        after the record of the range the window moved past, if it did."""
         rule, window, skipped = chain.rule, chain.due.windows[0], chain.due.skipped
         previous = window.since_ms if chain.previous is None else chain.previous
         result = found.results[rule.id]
@@ -376,26 +385,28 @@ class RuleScheduler:
             if isinstance(result, RuleRunError):
                 failures = state.count_failure(conn, rule.id, previous, now)
                 if failures is None:
-                    return self._superseded(conn, record)
+                    return (self._superseded(conn, record),)
                 if failures >= self.failing_after:
                     rule_failing(conn, rule, str(error), failures, window.since_ms, window.until_ms, now)
-            else:
-                if not state.advance(conn, rule.id, previous, window.until_ms):
-                    return self._superseded(conn, record)
-                if skipped is not None:
-                    state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, chain.due.skipped_why)
-                new_alerts = apply_matches(conn, rule, result, now)
-                resolve_cleared(conn, rule, window.until_ms, now)
-                rule_recovered(conn, rule, now, None if skipped is None else (skipped.since_ms, skipped.until_ms))
-                record = replace(
-                    record,
-                    rows_scanned=result.rows_scanned,
-                    bytes_scanned=result.bytes_scanned,
-                    files_scanned=result.files_scanned,
-                    matches=len(result.matches),
-                    new_alerts=new_alerts,
-                )
-            return state.finish(conn, record)
+                return (state.finish(conn, record),)
+            if not state.advance(conn, rule.id, previous, window.until_ms):
+                return (self._superseded(conn, record),)
+            left_out: tuple[state.RunRecord, ...] = ()
+            if skipped is not None:
+                why = chain.due.skipped_why
+                left_out = (state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, why),)
+            new_alerts = apply_matches(conn, rule, result, now)
+            resolve_cleared(conn, rule, window.until_ms, now)
+            rule_recovered(conn, rule, now, None if skipped is None else (skipped.since_ms, skipped.until_ms))
+            record = replace(
+                record,
+                rows_scanned=result.rows_scanned,
+                bytes_scanned=result.bytes_scanned,
+                files_scanned=result.files_scanned,
+                matches=len(result.matches),
+                new_alerts=new_alerts,
+            )
+            return (*left_out, state.finish(conn, record))
 
     def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> state.RunRecord:
         return state.finish(conn, replace(record, outcome="superseded", error="another process evaluated this window"))

@@ -231,14 +231,18 @@ def _folded(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
     )
 
 
-def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_ms: int, now_ms: int, why: str) -> None:
+def record_skipped(
+    conn: sqlite3.Connection, rule_id: str, since_ms: int, until_ms: int, now_ms: int, why: str
+) -> RunRecord:
     """A range the rule will never evaluate (left behind the catch-up bound by downtime or failed runs), visible
-    with its runs; `why` says which."""
-    conn.execute(
+    with its runs; `why` says which. The record as written."""
+    run_id = conn.execute(
         "INSERT INTO rule_runs (rule_id, outcome, since_ms, until_ms, started_ms, finished_ms, error, runner)"
         " VALUES (?, 'skipped', ?, ?, ?, ?, ?, ?)",
         (rule_id, since_ms, until_ms, now_ms, now_ms, why, _runner()),
-    )
+    ).lastrowid
+    assert run_id is not None
+    return RunRecord(run_id, rule_id, "skipped", since_ms, until_ms, now_ms, now_ms, error=why)
 
 
 _RUN_COLUMNS = (
