@@ -140,7 +140,8 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path) -> None:
                     rule.title,
                 )
             )
-        headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS", "TITLE")
+        # (runs in a row that failed, as the web UI says it: not all the rule's errors, which "ERRORS" was read as)
+        headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS IN A ROW", "TITLE")
         print_columns(headers, rows)
     print_problems([*found.problems, *routing_problems(settings.rules_path)])
     print_warnings(found.rules)

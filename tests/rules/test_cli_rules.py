@@ -183,7 +183,7 @@ def test_list(folder: Path) -> None:
     result = rules("list", "--rules-dir", str(folder))
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].split() == [
-        "ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST", "RUN", "MATCHES", "ERRORS", "TITLE"
+        "ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST", "RUN", "MATCHES", "ERRORS", "IN", "A", "ROW", "TITLE"
     ]  # fmt: skip
     assert "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee  critical  sigma" in result.stdout
     assert " never " in result.stdout
