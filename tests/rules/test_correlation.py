@@ -129,6 +129,21 @@ def test_an_event_two_rules_match_counts_once(scratch: ScratchLake, tmp_path: Pa
     ]
 
 
+@pytest.mark.parametrize("kind", ["temporal", "temporal_ordered"])
+def test_an_event_two_rules_match_counts_for_each_and_shows_once(
+    scratch: ScratchLake, tmp_path: Path, kind: str
+) -> None:
+    """A failed login is an event of `failed` and of `login`: it counts for each rule (temporal counts rules), but it
+    is one record, and the evidence showed it twice."""
+    block = f"\n  type: {kind}\n  rules: [failed, login]\n  group-by: [attributes.user]\n  timespan: 10m\n"
+    rule = correlation(tmp_path, block, rules=BASE_RULES + ANY_LOGIN)
+    (match,) = fire(scratch, rule, [(0, failed("ann", port="1")), (5, granted("ann"))]).matches
+    assert (match.group["attributes.user"], match.count) == ("ann", 2)
+    assert [(row["message"], row["attributes"]) for row in match.evidence] == [
+        ("login failed", '{"user":"ann","port":"1"}')
+    ]
+
+
 def test_a_run_reads_one_timespan_before_its_window(scratch: ScratchLake, tmp_path: Path) -> None:
     """A burst across two windows fires in the window where it reaches the count; one that ended before
     the window was the previous run's."""

@@ -16,7 +16,8 @@ timespan earlier are read so that a window's first events see their past), meets
 10` is "at some moment, 10 events within the timespan", `lt: 3` is "never as many as 3". The
 evidence is the group's events in the timespan that ended at that highest value, earliest first; for
 temporal and temporal_ordered, the latest event of each of its rules is always among them (a login
-after 30 failures is the record the alert is about, though `evidence` keeps 20).
+after 30 failures is the record the alert is about, though `evidence` keeps 20), and an event two of
+its rules match is shown once.
 """
 
 from __future__ import annotations
@@ -136,9 +137,17 @@ def correlation_sql(correlation: SigmaCorrelationRule, parts: list[Part], eviden
             f' min(e."timestamp") OVER ({of_group}) AS {FIRST},'
             f' row_number() OVER ({of_rule}ORDER BY e."timestamp" DESC) AS _loglake_recent{in_span})'
         )
+        # An event several of the rules match is counted for each (one row each), but it is one record: shown once
+        # (its copy as the latest event of a rule, if it is one). Its rows differ only in the rule: by all else.
+        columns = sorted({name for source in _distinct_sources(parts) for name in source.columns})
+        each_event = partition(dict.fromkeys([*groups, *columns]))
+        ctes.append(
+            "_loglake_shown AS (SELECT * FROM _loglake_spanned"
+            f" QUALIFY row_number() OVER ({each_event}ORDER BY _loglake_recent) = 1)"
+        )
         select = (
             f'SELECT *, row_number() OVER ({partition(groups)}ORDER BY _loglake_recent > 1, "timestamp") AS {RANK}'
-            f" FROM _loglake_spanned QUALIFY {RANK} <= {evidence}"
+            f" FROM _loglake_shown QUALIFY {RANK} <= {evidence}"
             f""" ORDER BY {", ".join([*(quote_name(g) for g in groups), '"timestamp"', RANK])}"""
         )
         return "WITH " + ",\n".join(ctes) + "\n" + select, groups
