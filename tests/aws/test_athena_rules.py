@@ -18,7 +18,7 @@ from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.model import Limits, validate_batch
 from loglake.rules.bundle import compile_bundle, load_bundle
-from loglake.rules.dialect import DialectError, athena_sql
+from loglake.rules.dialect import DialectError, athena_sql, ends_of_text
 from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, run_rule
 from loglake.store.sqlite import SQLiteHotStore
@@ -309,6 +309,34 @@ def test_the_starter_pack_passes_its_own_inline_tests_on_athena(tmp_path: Path) 
         scratch.close()
     assert len(cases) >= 20 and len({r.kind for r, *_ in cases}) >= 3
     assert not failures, failures
+
+
+ENDS = SIGMA.replace("message|contains: FAILED", "message|re: 'timeout$'").replace(
+    "  user: {attributes.user|startswith: u}", "  user: {attributes.user|re|m: '^u[12]$'}"
+)
+
+
+def test_a_regexs_end_of_text_is_the_end_of_the_text_on_athena_as_locally(lake, tmp_path: Path) -> None:
+    """Trino's regexes (Joni, with Java's syntax) read `$` as the end or before a newline that ends the text, RE2
+    as the end: `timeout$` matched `... timeout\\n` on Athena only. It is written `\\z` there (but under `m`)."""
+    rule = load_one(tmp_path, ENDS)
+    sql = athena_sql(rule, DAY2, DAY2 + DAY_MS)
+    assert "'timeout\\z'" in sql and "'(?m)^u[12]$'" in sql
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    assert local and remote == local
+
+
+@pytest.mark.parametrize(
+    ("pattern", "written"),
+    [
+        ("a$", "a\\z"),
+        ("a\\$|[$]|[]$]|\\Q$\\E|(b$)", "a\\$|[$]|[]$]|\\Q$\\E|(b\\z)"),  # escaped, in a class, quoted
+        ("(?m)a$|(?-m:b$)", "(?m)a$|(?-m:b\\z)"),
+        ("(?im:a$)b$[[:alpha:]$]", "(?im:a$)b\\z[[:alpha:]$]"),
+    ],
+)
+def test_an_end_of_text_is_written_so_for_trino(pattern: str, written: str) -> None:
+    assert ends_of_text(pattern) == written
 
 
 def test_from_json_into_other_than_text_elements_is_refused_for_athena(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ Athena the same tree is rewritten with sqlglot:
 - the `date` partition is text on AWS (the Glue tables' projection), so it is compared with text: the
   window's days, or other dates (a baseline's earlier days) cast to text. The lookback stays a
   partition predicate: Athena lists only those days;
+- a regular expression's `$` (outside `(?m)`) as `\\z`: RE2 (DuckDB) reads it as the end of the text, where
+  Trino's regexes (Joni, with Java's syntax) read it as Java does, the end or before a newline that ends the
+  text, so `failed$` matched `login failed\\n` on Athena only (`^` is the start alike);
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
   as `strpos` and `substr`, `any_value` as `arbitrary`, intervals in milliseconds as seconds, JSON
@@ -24,6 +27,8 @@ What sqlglot itself cannot write in Trino is a DialectError too, raised when the
 """
 
 from __future__ import annotations
+
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -107,6 +112,9 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         elements = exp.Cast(this=node.this, to=exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="JSON ARRAY"))
         each = exp.Lambda(this=_json_text(exp.column("x")), expressions=[exp.to_identifier("x")])
         return exp.Transform(this=elements, expression=each)
+    if isinstance(node, exp.RegexpLike) and isinstance(node.expression, exp.Literal) and node.expression.is_string:
+        node.set("expression", exp.Literal.string(ends_of_text(node.expression.name)))
+        return node  # (its text, whose JSON reads were rewritten, is looked at as the pass goes on)
     if isinstance(node, exp.Contains):
         position = exp.StrPosition(this=node.this, substr=node.expression)
         return exp.GT(this=position, expression=exp.Literal.number(0))
@@ -116,6 +124,60 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         empty = exp.EQ(this=exp.Length(this=end.copy()), expression=exp.Literal.number(0))
         return exp.paren(exp.or_(empty, exp.EQ(this=tail, expression=end.copy())))
     return node
+
+
+def ends_of_text(pattern: str) -> str:
+    """An RE2 pattern with each `$` that means the end of the text (outside a class, not escaped, not under the
+    `m` flag) written `\\z`, which Trino reads so too (see the module's notes)."""
+    out, i = [], 0
+    multiline = [False]  # per group: whether `m` is on (`(?m)` sets it for the rest of the group)
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            end = pattern.find("\\E", i + 2) if pattern.startswith("\\Q", i) else i + 2
+            end = len(pattern) if end < 0 else end
+            out.append(pattern[i:end])
+            i = end
+            continue
+        if char == "[":
+            end = _class_end(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+            continue
+        if char == "(":
+            flags = re.match(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])", pattern[i:])
+            on = multiline[-1]
+            if flags:
+                on = ("m" in flags[1] or on) and "m" not in (flags[2] or "")
+            if flags and flags[3] == ")":
+                multiline[-1] = on  # for the rest of the group
+            else:
+                multiline.append(on)
+        elif char == ")" and len(multiline) > 1:
+            multiline.pop()
+        out.append("\\z" if char == "$" and not multiline[-1] else char)
+        i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Where the character class opening at `start` ends (past its `]`; a `]` first in it is one of its
+    characters, and `[:alpha:]` a part of it)."""
+    i = start + 1
+    if pattern.startswith("^", i):
+        i += 1
+    if pattern.startswith("]", i):
+        i += 1
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+        elif pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) >= 0:
+            i = close + 2
+        elif pattern[i] == "]":
+            return i + 1
+        else:
+            i += 1
+    return len(pattern)
 
 
 def _is_transform(arguments: list[exp.Expression]) -> bool:
