@@ -885,3 +885,21 @@ def test_a_rule_failing_past_the_catch_up_bound_keeps_one_record_of_its_failures
     assert (failed.outcome, failed.attempts, failed.since_ms, failed.until_ms) == ("error", 8, T0, T0 + 35 * MIN)
     assert (failed.first_started_ms, failed.started_ms) == (T0 + 5 * MIN, T0 + 40 * MIN)
     assert "Could not convert string" in failed.error
+
+
+def test_a_rule_failing_alone_and_sharing_a_scan_fails_with_one_error(data: DataDir) -> None:
+    """A run on the shared records said the first line of DuckDB's error, a run of its own all of it: a 5m rule beside
+    a 10m one failed with two texts in turn, each failure a run record of its own and a changed error in its alert."""
+    write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
+    write_rule(data.rules, "errors.yml", rule_text(rule_id=WARNINGS_ID).replace("schedule: 5m", "schedule: 10m"))
+    data.add(T0 - MIN)  # "api ..." is not a number
+    scheduler = data.scheduler()
+    errors = []
+    for minute in (0, 5, 10):  # with the 10m rule, alone, with it
+        data.clock.ms = T0 + minute * MIN
+        report = scheduler.run_round()
+        errors += [r.error for rule, r in report.runs if rule.id == RULE_ID]
+        assert report.shared == (0 if minute == 5 else 2)
+    assert len(set(errors)) == 1 and "Could not convert string" in errors[0]
+    [run] = data.runs()
+    assert run.attempts == 3

@@ -35,7 +35,7 @@ import pyarrow as pa
 from loglake.lake.query import VALUE_OUT_OF_RANGE, QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
-from loglake.lake.sql_guard import QueryError
+from loglake.lake.sql_guard import QueryError, client_error
 from loglake.lake.stop import Stop, Stopped
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
 from loglake.lake.watchdog import QueryWatchdog
@@ -212,7 +212,9 @@ class _Evaluator:
                 stop.check()  # Stopped, when that is why it was interrupted
             return RuleTimedOut(timed_out(rule, limits.timeout_seconds))
         except duckdb.Error as e:
-            return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
+            # as the engine says it to a run of its own (run_rule): a failing rule that shares the scan in some rounds
+            # only fails with one error, its failures one run record
+            return RuleRunError(f"rule {rule.id} ({rule.path}): {client_error(e).message}")
         except OverflowError:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {VALUE_OUT_OF_RANGE}")
         cap = limits.max_rows
