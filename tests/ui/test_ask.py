@@ -238,3 +238,26 @@ def test_a_question_typed_but_not_asked_is_still_there_after_visiting_another_pa
     page.get_by_role("link", name="SQL", exact=True).click()
     page.get_by_role("link", name="Ask").click()
     assert page.get_by_label("Question").input_value() == ""  # asked: no longer a draft
+
+
+def test_leaving_the_page_stops_an_answers_run(page, asking, model):
+    """A UI trial: Run's query went on when the page was left (a query over the lake, run to its end on the server
+    for a page no longer shown), where the other pages give up their requests."""
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply(ERRORS_BY_SERVICE))
+    ask(page, "errors per service?")
+    held = []  # the run, held as a slow server holds it
+    page.route("**/query", lambda route: held.append(route))
+    given_up = []
+    page.on("requestfailed", lambda request: given_up.append(request.url))
+    page.locator(".turn").first.get_by_role("button", name="Run").click()
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("heading", name="Rules").wait_for()
+    for _ in range(100):
+        if given_up:
+            break
+        page.wait_for_timeout(50)
+    assert given_up == [asking.url + "/query"]

@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -309,3 +310,22 @@ def test_a_query_error_keeps_its_lines_wherever_it_is_shown(page, loglake):
     )
     page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
     assert caret in page.locator("dd", has_text="Conversion Error").inner_text()
+
+
+def test_leaving_amplify_stops_its_reports(page, loglake):
+    """A UI trial: the reports asked for went on when the page was left (each a query over the range's access logs,
+    run to its end on the server for a page no longer shown), where the other pages give up their requests."""
+    held = []  # the reports, held as a slow server holds them
+    page.route("**/amplify/reports?*", lambda route: held.append(route))
+    given_up = []
+    page.on("requestfailed", lambda request: given_up.append(request.url))
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Amplify").click()
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("heading", name="Rules").wait_for()
+    deadline = time.monotonic() + 5
+    while not given_up and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert [url for url in given_up if "/amplify/reports?" in url] == [held[0].request.url]

@@ -12,13 +12,16 @@ export function render(main, { params, navigate }) {
   const status = h("section", { "aria-label": "Collection" }, h("p", { class: "progress", text: "Loading the collection's status…" }));
   const reports = h("section", { "aria-label": "Reports", "aria-live": "polite" });
   replace(main, h("h1", { text: "Amplify" }), status, reports);
-  loadStatus(status, reports, chosen, go);
-  return null;
+  const left = new AbortController();
+  loadStatus(status, reports, chosen, go, left.signal);
+  // (the page's cleanup, as the other pages': leaving it stops its reports on the server, each a query over the
+  // range's access logs that ran on to its end for a page no longer shown, and a page left is not drawn)
+  return () => left.abort();
 }
 
-async function loadStatus(box, reports, chosen, go) {
+async function loadStatus(box, reports, chosen, go, signal) {
   try {
-    const [answer, { apps }] = await Promise.all([api("/amplify/status"), api("/amplify/apps")]);
+    const [answer, { apps }] = await Promise.all([api("/amplify/status", { signal }), api("/amplify/apps", { signal })]);
     const schedule = answer.schedule;
     const app = chosen.app || apps[0] || "";
     // A link's app with no rows (a bookmark, a typo) is the one chosen, the server's 404 under it: the picker showed
@@ -37,11 +40,11 @@ async function loadStatus(box, reports, chosen, go) {
         h("select", { "aria-label": "App", onchange: (e) => go({ app: e.target.value }) }, choices.map((name) => h("option", { value: name, text: name, selected: name === app }))),
         h("select", { "aria-label": "Range", onchange: (e) => go({ range: e.target.value }) }, RANGES.map((r) => h("option", { value: r, text: `last ${r}`, selected: r === chosen.range }))))
         : null);
-    if (app) loadReports(reports, app, chosen.range);
+    if (app) loadReports(reports, app, chosen.range, signal);
     else replace(reports, h("div", { class: "empty" }, h("p", { text: "No Amplify app has access logs in the lake yet." }),
       h("p", { class: "muted" }, howToCollect(answer.schedule_setting), " Or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
   } catch (error) {
-    replace(box, errorBox(error, () => loadStatus(box, reports, chosen, go)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => loadStatus(box, reports, chosen, go, signal)));
   }
 }
 
@@ -65,13 +68,13 @@ function runsTable(runs) {
         h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: run.error || a.errors.length ? "error verbatim" : "", text: [run.error, ...a.errors].filter(Boolean).join("\n") }))))))));
 }
 
-async function loadReports(box, app, range) {
+async function loadReports(box, app, range, signal) {
   replace(box, h("p", { class: "progress", text: `Running the reports on ${app}…` }));
   try {
-    const answer = await api("/amplify/reports", { params: { app, since: range } });
+    const answer = await api("/amplify/reports", { params: { app, since: range }, signal });
     replace(box, answer.reports.map(report));
   } catch (error) {
-    replace(box, errorBox(error, () => loadReports(box, app, range)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => loadReports(box, app, range, signal)));
   }
 }
 

@@ -21,6 +21,7 @@ export function render(main, { session, allows }) {
     return null;
   }
   const kept = conversation(session.key_name);
+  const left = new AbortController(); // the page is left: its runs and drafts are given up (see turnView)
   const turns = h("ol", { class: "turns", "aria-label": "Conversation" });
   const status = h("div", { class: "ask-status", "aria-live": "polite" });
   const question = h("textarea", { id: "question", name: "question", rows: 3, "data-query-box": "", maxlength: 2000 });
@@ -38,7 +39,7 @@ export function render(main, { session, allows }) {
   } });
   const draw = () => {
     const lastWithSql = kept.turns.findLastIndex((turn) => turn.answer.sql);
-    replace(turns, kept.turns.map((turn, i) => turnView(turn, i === lastWithSql ? kept.id : null, allows)));
+    replace(turns, kept.turns.map((turn, i) => turnView(turn, i === lastWithSql ? kept.id : null, allows, left.signal)));
     restart.hidden = !kept.turns.length;
     question.placeholder = kept.turns.length ? FOLLOW_UP : FIRST_QUESTION;
   };
@@ -76,7 +77,7 @@ export function render(main, { session, allows }) {
       h("div", { class: "toolbar" }, askButton, restart)),
     status));
   draw();
-  return null;
+  return () => left.abort();
 }
 
 // The tab's conversation, unless another key signed in since.
@@ -125,8 +126,9 @@ function duration(seconds) {
 }
 
 // One question and its answer; `ruleFrom` is the conversation's id on the last answer with SQL (the
-// one a rule is drafted from), else null.
-function turnView({ question, answer }, ruleFrom, allows) {
+// one a rule is drafted from), else null. `left`: aborted once the page is left, which stops a run of the SQL on
+// the server (a query over the lake, which ran on to its end for a page no longer shown) and a rule's drafting.
+function turnView({ question, answer }, ruleFrom, allows, left) {
   const body = [h("p", { class: "question" }, h("span", { class: "muted", text: "You asked: " }), question),
     h("p", { class: "explanation", text: answer.explanation || "" })];
   if (!answer.sql) return h("li", { class: "turn" }, body, h("p", { class: "muted small", text: "No SQL: the model found no way to answer this from loglake's tables. Rephrase it, or ask about another table." }));
@@ -138,10 +140,10 @@ function turnView({ question, answer }, ruleFrom, allows) {
     warningsList(answer.warnings),
     answer.changes.length ? h("div", { class: "muted small" }, h("span", { text: "loglake changed the model's SQL: " }), answer.changes.join("; ")) : null,
     h("div", { class: "toolbar" },
-      h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output) }),
+      h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output, left) }),
       link(url("/ui/sql", { sql: answer.sql }), "Open in SQL"),
       copyButton(answer.sql, "Copy SQL"),
-      ruleFrom ? h("button", { type: "button", text: "Make this a rule", onclick: () => draftRule(ruleFrom, rule, allows) }) : null,
+      ruleFrom ? h("button", { type: "button", text: "Make this a rule", onclick: () => draftRule(ruleFrom, rule, allows, left) }) : null,
       h("span", { class: "muted small", text: answer.cached ? "a cached answer" : counted(answer.attempts, "attempt") })),
     output, rule);
 }
@@ -166,23 +168,23 @@ function scanFacts(answer) {
     h("dt", { text: "Would scan" }), h("dd", { text: e ? lake + detail + hot : "–" }));
 }
 
-async function run(sql, output) {
+async function run(sql, output, left) {
   replace(output, h("p", { class: "progress", text: "Running…" }));
   try {
-    replace(output, resultView(await query({ sql })));
+    replace(output, resultView(await query({ sql }, left)));
   } catch (error) {
-    replace(output, errorBox(error, () => run(sql, output)));
+    if (error.name !== "AbortError") replace(output, errorBox(error, () => run(sql, output, left)));
   }
 }
 
-async function draftRule(conversationId, box, allows) {
+async function draftRule(conversationId, box, allows, left) {
   const path = `/ask/${encodeURIComponent(conversationId)}/rule`;
   replace(box, h("p", { class: "progress", text: "Drafting a rule…" }));
   let draft;
   try {
-    draft = await api(path, { method: "POST" });
+    draft = await api(path, { method: "POST", signal: left });
   } catch (error) {
-    replace(box, errorBox(error, () => draftRule(conversationId, box, allows)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => draftRule(conversationId, box, allows, left)));
     return;
   }
   const outcome = h("div", { "aria-live": "polite" });
@@ -196,7 +198,7 @@ async function draftRule(conversationId, box, allows) {
       replace(box, h("p", {}, `The rule is written to ${written.written}; the server runs it from its next scan of the rules folder. `,
         link("/ui/rules", "See the rules")));
     } catch (error) {
-      replace(outcome, errorBox(error, () => draftRule(conversationId, box, allows)));
+      replace(outcome, errorBox(error, () => draftRule(conversationId, box, allows, left)));
     }
   };
   replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),
