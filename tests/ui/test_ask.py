@@ -261,3 +261,34 @@ def test_leaving_the_page_stops_an_answers_run(page, asking, model):
             break
         page.wait_for_timeout(50)
     assert given_up == [asking.url + "/query"]
+
+
+def test_an_answer_that_comes_after_the_page_was_left_is_shown_without_the_draft_typed_since(page, asking, model):
+    """A UI trial: an answer that came after the page was left was added to the conversation as the page left held
+    it; the Ask page opened again meanwhile did not show it until a reload, and lost the question typed there since
+    (the answer's empty draft replaced it)."""
+    held = []  # the question, held as a slow model holds it
+    page.route("**/ask", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply(ERRORS_BY_SERVICE, "Counts the error records of each service."))
+    page.get_by_label("Question").fill("how many errors per service?")
+    page.get_by_label("Question").press("Enter")
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("heading", name="Rules").wait_for()
+    page.get_by_role("link", name="Ask").click()
+    # still on its way: said so, and no second question meanwhile
+    page.get_by_text("Asking test-model…").wait_for()
+    assert page.get_by_role("button", name="Ask", exact=True).is_disabled()
+    page.get_by_label("Question").fill("and which service logged the most?")
+    held[0].continue_()
+    page.locator(".turn").first.wait_for()
+    assert page.locator(".turn .question").all_inner_texts() == ["You asked: how many errors per service?"]
+    assert page.get_by_label("Question").input_value() == "and which service logged the most?"
+    assert page.get_by_role("button", name="Ask", exact=True).is_enabled()
+    page.reload()
+    page.locator(".turn").first.wait_for()
+    assert page.locator(".turn").count() == 1
+    assert page.get_by_label("Question").input_value() == "and which service logged the most?"

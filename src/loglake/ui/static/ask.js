@@ -14,55 +14,63 @@ const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, an
 const FIRST_QUESTION = "e.g. how many errors did each service log in the last 24 hours?  (Enter asks, Shift+Enter: a new line)";
 const FOLLOW_UP = "A follow-up, e.g. only for the api service  (or start a new conversation)";
 
+// Whether a question is on its way (one at a time, whichever visit of the page asked it). Leaving the page does not
+// give it up, as it does a run: its answer is the conversation's next turn, which the server keeps and the model was
+// paid for. It is added to the tab's conversation when it comes, and drawn by the Ask page shown then.
+let asking = false;
+// The Ask page shown ({ busy, answered }), told of its question's progress and outcome; null once left.
+let shown = null;
+
 export function render(main, { session, allows }) {
   const ask = session.ask || { configured: false, how: "" };
   if (!ask.configured) {
     replace(main, h("h1", { text: "Ask" }), h("div", { class: "empty" }, h("p", {}, withCode(sentence(ask.how)))));
     return null;
   }
-  const kept = conversation(session.key_name);
+  const key = session.key_name;
   const left = new AbortController(); // the page is left: its runs and drafts are given up (see turnView)
   const turns = h("ol", { class: "turns", "aria-label": "Conversation" });
   const status = h("div", { class: "ask-status", "aria-live": "polite" });
   const question = h("textarea", { id: "question", name: "question", rows: 3, "data-query-box": "", maxlength: 2000 });
   // the question being written, kept with the conversation: a look at another page loses none of it
-  question.value = kept.draft || "";
-  question.addEventListener("input", () => { kept.draft = question.value; save(kept); });
+  question.value = conversation(key).draft || "";
+  question.addEventListener("input", () => update(key, (kept) => { kept.draft = question.value; }));
   const askButton = h("button", { type: "submit", class: "primary", text: "Ask" });
-  const restart = h("button", { type: "button", text: "New conversation", hidden: !kept.turns.length, onclick: () => {
-    kept.id = null;
-    kept.turns = [];
-    save(kept);
+  const restart = h("button", { type: "button", text: "New conversation", onclick: () => {
+    update(key, (kept) => { kept.id = null; kept.turns = []; });
     draw();
     replace(status);
     question.focus();
   } });
+  // (the conversation as kept, read each time: an answer that came while another page was shown is in it)
   const draw = () => {
+    const kept = conversation(key);
     const lastWithSql = kept.turns.findLastIndex((turn) => turn.answer.sql);
     replace(turns, kept.turns.map((turn, i) => turnView(turn, i === lastWithSql ? kept.id : null, allows, left.signal)));
     restart.hidden = !kept.turns.length;
     question.placeholder = kept.turns.length ? FOLLOW_UP : FIRST_QUESTION;
   };
-  const submit = async () => {
-    const text = question.value.trim();
-    if (askButton.disabled) return; // one question at a time
-    if (!text) { question.focus(); return; }
-    askButton.disabled = true;
-    replace(status, h("p", { class: "progress", text: `Asking ${ask.model}…` }));
-    try {
-      const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: kept.id, time_zone: timeZoneName() } });
-      kept.id = answer.conversation_id;
-      kept.turns.push({ question: text, answer });
-      question.value = kept.draft = "";
-      save(kept);
-      replace(status);
+  const page = {
+    // (a new conversation started meanwhile would get the answer of the one it ended)
+    busy: (on) => {
+      askButton.disabled = restart.disabled = on;
+      replace(status, on ? h("p", { class: "progress", text: `Asking ${ask.model}…` }) : null);
+    },
+    answered: (text, error) => {
+      if (error) {
+        replace(status, askError(error, submit));
+        return;
+      }
       draw();
-      turns.lastElementChild.scrollIntoView({ block: "nearest" });
-    } catch (error) {
-      replace(status, askError(error, submit));
-    } finally {
-      askButton.disabled = false;
-    }
+      if (question.value.trim() === text) question.value = ""; // (asked: no longer a draft, unless typed over since)
+      turns.lastElementChild?.scrollIntoView({ block: "nearest" });
+    },
+  };
+  const submit = () => {
+    const text = question.value.trim();
+    if (asking) return; // one question at a time
+    if (!text) { question.focus(); return; }
+    put(key, text);
   };
   question.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); }
@@ -77,7 +85,35 @@ export function render(main, { session, allows }) {
       h("div", { class: "toolbar" }, askButton, restart)),
     status));
   draw();
-  return () => left.abort();
+  shown = page;
+  page.busy(asking);
+  return () => {
+    if (shown === page) shown = null;
+    left.abort();
+  };
+}
+
+// Puts the question to the model in the tab's conversation, and adds its answer there: to the conversation as kept
+// when it comes (a page left meanwhile held the conversation as it was, and a draft typed since on the page opened
+// again was replaced by the answer's empty one); the draft goes only if it is still the question.
+async function put(key, text) {
+  asking = true;
+  shown?.busy(true);
+  let failed = null;
+  try {
+    const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: conversation(key).id, time_zone: timeZoneName() } });
+    update(key, (kept) => {
+      kept.id = answer.conversation_id;
+      kept.turns.push({ question: text, answer });
+      if ((kept.draft || "").trim() === text) kept.draft = "";
+    });
+  } catch (error) {
+    failed = error;
+  } finally {
+    asking = false;
+  }
+  shown?.busy(false);
+  shown?.answered(text, failed);
 }
 
 // The tab's conversation, unless another key signed in since.
@@ -91,7 +127,10 @@ function conversation(key) {
   return { key, id: null, turns: [] };
 }
 
-function save(kept) {
+// The tab's conversation changed by `change` (given it as kept now).
+function update(key, change) {
+  const kept = conversation(key);
+  change(kept);
   sessionStorage.setItem(KEPT, JSON.stringify(kept));
 }
 
