@@ -642,6 +642,29 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
         assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
 
 
+def test_a_dead_delivery_is_retried_once_by_a_double_click(page, loglake):
+    """A UI trial: with a slow server, Retry clicked twice sent the retry twice, and the second's 409 (the delivery no
+    longer dead) was shown under the delivery the first had sent again."""
+    with _alert_whose_trigger_is_dead(loglake, "Retried twice", "Double-clicked") as (receiver, alert_id):
+        held = []
+        page.route("**/alerts/deliveries/*/retry", lambda route: held.append(route))
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+        retry = page.locator(".deliveries").get_by_role("button", name="Retry the trigger to hook")
+        receiver.default = Answer(200)
+        retry.click()
+        while not held:  # (routes are handled while Playwright waits)
+            page.wait_for_timeout(50)
+        assert retry.is_disabled()
+        retry.dispatch_event("click")  # (as a second click of a double click; a disabled button takes none)
+        page.wait_for_timeout(300)
+        assert len(held) == 1
+        held[0].continue_()
+        retry.wait_for(state="detached")  # (drawn again: the delivery is no longer dead)
+        page.wait_for_timeout(500)
+        assert len(held) == 1 and page.get_by_role("alert").count() == 0
+
+
 def test_a_deliverys_error_keeps_its_lines(page, loglake):
     """A UI trial: an SMTP server's reply of several lines (as smtplib joins them) was shown as one run-on line, its
     indentation gone, where the other pages show a server's message verbatim; a routing problem alike."""
@@ -1085,6 +1108,34 @@ def test_a_new_keys_secret_is_not_replaced_by_a_second_click(page, loglake):
     page.wait_for_timeout(500)
     assert len(held) == 1 and secret.inner_text().startswith("llk_")
     assert page.get_by_role("button", name="Create key").is_enabled()
+
+
+def test_a_revoked_keys_message_is_not_replaced_by_a_second_click(page, loglake):
+    """A UI trial: with a slow server, the armed Revoke clicked again sent a second DELETE, whose 404 (no such key)
+    replaced "Key ... revoked."."""
+    with loglake.client() as c:
+        c.post("/admin/keys", json={"name": "revoked-twice", "scopes": ["read"]}).raise_for_status()
+    held = []
+    page.route(
+        "**/admin/keys/revoked-twice",
+        lambda route: held.append(route) if route.request.method == "DELETE" else route.continue_(),
+    )
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Status").click()
+    page.get_by_role("button", name="Revoke revoked-twice").click()
+    armed = page.get_by_role("button", name="Really revoke revoked-twice?")
+    armed.click()
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    assert armed.is_disabled()
+    armed.dispatch_event("click")  # (as a second click of a double click; a disabled button takes none)
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    page.get_by_text("Key revoked-twice revoked.").wait_for()
+    armed.wait_for(state="detached")
+    page.wait_for_timeout(500)
+    assert len(held) == 1 and page.get_by_role("alert").count() == 0
 
 
 def _click_after_the_session_ended(page, loglake, button: str, back_at: str) -> None:

@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, filterText, formatTime, h, jsonNodes, link, replace, textBox, timeZone, timesShown } from "./dom.js";
+import { counted, filterText, formatTime, h, jsonNodes, link, replace, textBox, timeZone, timesShown, whileDisabled } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
 import { groupSearch, term } from "./terms.js";
@@ -302,14 +302,15 @@ async function loadDeliveries(box, alertId, mayRetry) {
       return;
     }
     const message = h("div", { role: "status" });
-    const retry = (d) => async () => {
+    // (one retry at a time: a second click's 409, the delivery no longer dead, replaced what the first said)
+    const retry = (d) => (event) => whileDisabled(event.currentTarget, async () => {
       try {
         await api(`/alerts/deliveries/${encodeURIComponent(d.id)}/retry`, { method: "POST" });
-        reload();
+        await reload(); // (the button stays disabled until it is drawn again, gone or its delivery's new state)
       } catch (error) {
         replace(message, errorBox(error));
       }
-    };
+    });
     // A delivery waiting behind a dead one of another alert (its dedup key's earlier alert, whose trigger died) leads
     // to that alert's page, where the dead one is, with its Retry: this page offered nothing to do.
     const elsewhere = (ahead) => ahead && ahead.alert_id !== alertId

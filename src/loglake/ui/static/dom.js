@@ -142,6 +142,19 @@ export function link(href, ...children) {
   return h("a", { href, "data-route": "" }, ...children);
 }
 
+// Does `action` (a request) with `button` disabled until it is done, and nothing while it is: a second click (a double
+// click, Enter again in its form, a slow server) sent the request again, and its error ("an active key named ... exists",
+// "no such key") replaced the first one's answer.
+export async function whileDisabled(button, action) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await action();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // A button copying text (or what a function returns); the size of a plain button unless `small`, to
 // match the buttons beside it.
 export function copyButton(text, label = "Copy", { small = false } = {}) {

@@ -3,7 +3,7 @@
 // rate limit, list, revoke).
 import { api, errorBox, request } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { copyButton, counted, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
+import { copyButton, counted, formatBytes, formatCount, formatTime, h, replace, whileDisabled } from "./dom.js";
 
 const SCOPES = ["ingest", "read", "alerts", "admin"];
 // sessionStorage: the new key's form as filled and not yet sent, as the SQL page keeps its draft and an alert its
@@ -126,28 +126,26 @@ async function loadKeys(box) {
   // named ... exists") replaced the first's secret, shown only once: lost, the key made but of no use.
   const create = h("button", { type: "submit", class: "primary", text: "Create key" });
   const form = h("form", { class: "toolbar", oninput: () => sessionStorage.setItem(DRAFT_KEY,
-    JSON.stringify({ name: name.value, scopes: ticked(), rate: rate.value, burst: burst.value })), onsubmit: async (e) => {
+    JSON.stringify({ name: name.value, scopes: ticked(), rate: rate.value, burst: burst.value })), onsubmit: (e) => {
     e.preventDefault();
-    if (create.disabled) return; // (Enter in a field submits too)
-    const chosen = ticked();
-    if (!chosen.length) { // (the API's own words were for its JSON: "scopes: must be an array of length >= 1")
-      replace(made, h("p", { class: "error", text: "Tick at least one scope for the new key." }));
-      return;
-    }
-    const limits = { rate_limit: rate.value ? Number(rate.value) : undefined, rate_burst: burst.value ? Number(burst.value) : undefined };
-    create.disabled = true;
-    try {
-      const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen, ...limits } });
-      replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
-        h("p", { class: "secret", text: key.secret }), copyButton(key.secret, "Copy the secret")));
-      for (const input of [name, rate, burst]) input.value = "";
-      sessionStorage.removeItem(DRAFT_KEY);
-      drawKeys(list, made);
-    } catch (error) {
-      replace(made, errorBox(error));
-    } finally {
-      create.disabled = false;
-    }
+    whileDisabled(create, async () => { // (Enter in a field submits too)
+      const chosen = ticked();
+      if (!chosen.length) { // (the API's own words were for its JSON: "scopes: must be an array of length >= 1")
+        replace(made, h("p", { class: "error", text: "Tick at least one scope for the new key." }));
+        return;
+      }
+      const limits = { rate_limit: rate.value ? Number(rate.value) : undefined, rate_burst: burst.value ? Number(burst.value) : undefined };
+      try {
+        const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen, ...limits } });
+        replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
+          h("p", { class: "secret", text: key.secret }), copyButton(key.secret, "Copy the secret")));
+        for (const input of [name, rate, burst]) input.value = "";
+        sessionStorage.removeItem(DRAFT_KEY);
+        drawKeys(list, made);
+      } catch (error) {
+        replace(made, errorBox(error));
+      }
+    });
   } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes),
   h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, h("span", { class: "muted", text: "own rate limit:" }), rate, burst),
   create);
@@ -176,23 +174,25 @@ function rateLimitOf(key) {
   return key.rate_burst ? `${rate}, burst ${key.rate_burst}` : "server default";
 }
 
-// Revoking asks once more: the first click arms the button, the second revokes.
+// Revoking asks once more: the first click arms the button, the second revokes (one revocation at a time).
 function revokeButton(key, list, made) {
   const button = h("button", { type: "button", class: "small", text: "Revoke", "aria-label": `Revoke ${key.name}` });
-  button.addEventListener("click", async () => {
+  button.addEventListener("click", () => {
     if (!button.dataset.armed) {
       button.dataset.armed = "1";
       button.textContent = `Really revoke ${key.name}?`;
       button.setAttribute("aria-label", button.textContent);
       return;
     }
-    try {
-      await api(`/admin/keys/${encodeURIComponent(key.name)}`, { method: "DELETE" });
-      replace(made, h("p", { text: `Key ${key.name} revoked.` }));
-      drawKeys(list, made);
-    } catch (error) {
-      replace(made, errorBox(error));
-    }
+    whileDisabled(button, async () => {
+      try {
+        await api(`/admin/keys/${encodeURIComponent(key.name)}`, { method: "DELETE" });
+        replace(made, h("p", { text: `Key ${key.name} revoked.` }));
+        await drawKeys(list, made); // (the button stays disabled until the list is drawn without it)
+      } catch (error) {
+        replace(made, errorBox(error));
+      }
+    });
   });
   return button;
 }
