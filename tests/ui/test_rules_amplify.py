@@ -43,14 +43,16 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     # the chart's axis names days of the range, the last under the last bar (not the day after the range)
     days = page.locator("table.backtest tbody td:first-child").all_inner_texts()
     ticks = page.locator(".chart-box .ticks span")
-    assert (ticks.first.inner_text(), ticks.last.inner_text()) == (days[0][5:], days[-1][5:]), ticks.all_inner_texts()
+    # UTC days, as the table's "Day (UTC)" (the chart's axis and tooltips did not say so: a UI trial)
+    ends = (f"{days[0][5:]} UTC", f"{days[-1][5:]} UTC")
+    assert (ticks.first.inner_text(), ticks.last.inner_text()) == ends, ticks.all_inner_texts()
     chart, last = page.locator(".chart-box svg").bounding_box(), ticks.last.bounding_box()
     last_bar_starts = chart["x"] + chart["width"] * (len(days) - 1) / len(days)
     assert last_bar_starts <= last["x"] + last["width"] / 2 <= chart["x"] + chart["width"], (chart, last)
     # a day's tooltip names its parts as the legend does (it said "critical: 1", the colour's severity)
     tips = page.locator(".chart-box svg g > title").all_text_contents()
     tips = [tip for tip in tips if not tip.endswith(": 0 alerts raised or suppressed")]
-    assert tips == [f"{days[-1]}: 1 alert raised or suppressed\nalerts: 1"], tips
+    assert tips == [f"{days[-1]} (UTC): 1 alert raised or suppressed\nalerts: 1"], tips
     # a number's header is aligned as its numbers are
     aligned = "e => getComputedStyle(e).textAlign"
     assert page.locator("table.backtest th", has_text="Windows").evaluate(aligned) == "right"
@@ -194,6 +196,8 @@ def test_a_per_day_reports_days_say_they_are_utc_days(browser, loglake):
         days = article.locator("tbody td:first-child").all_inner_texts()
         tips = [tip.split(": ")[0] for tip in article.locator("svg.chart g > title").all_text_contents()]
         assert days and tips == [f"{day} (UTC)" for day in days]
+        ticks = article.locator(".ticks span").all_inner_texts()
+        assert ticks and all(tick.endswith(" UTC") for tick in ticks), ticks  # (the axis too)
         assert page.locator("article.report", has_text="Top paths").locator("th").first.inner_text() == "path"
     finally:
         context.close()

@@ -1,7 +1,7 @@
 // Amplify: per app, the saved reports over a chosen range (charts for the ones per day, tables for all),
 // and the collection's status: the schedule, each app's watermark and the last runs with their errors.
 import { api, errorBox, url } from "./api.js";
-import { stackedBars } from "./chart.js";
+import { stackedBars, utcDayBar, utcDayTick } from "./chart.js";
 import { counted, formatBytes, formatTime, h, replace } from "./dom.js";
 
 const RANGES = ["1d", "7d", "30d", "90d"];
@@ -89,8 +89,8 @@ function report(result) {
   const dateAt = names.indexOf("date");
   const valueAt = names.findLastIndex((n, i) => i !== dateAt && result.rows.some((row) => typeof row[i] === "number"));
   const chart = dateAt >= 0 && valueAt >= 0 && result.rows.length
-    ? stackedBars(result.rows.map((row) => ({ start: Date.parse(`${row[dateAt]}T00:00:00Z`), width: 86400e3, label: `${row[dateAt]} (UTC)`, parts: [["info", row[valueAt]]] })),
-      { label: names[valueAt], height: 100, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10),
+    ? stackedBars(result.rows.map((row) => utcDayBar(row[dateAt], [["info", row[valueAt]]])),
+      { label: names[valueAt], height: 100, perBar: true, tickFormat: utcDayTick,
         valueFormat: names[valueAt] === "bytes" ? formatBytes : undefined })
     : null;
   return h("article", { class: "report" }, h("h2", { text: result.title }),

@@ -57,6 +57,17 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", one
     h("div", { class: perBar ? "ticks bar-ticks" : "ticks" }, ticks));
 }
 
+// A bar of a day the server counted (a backtest's, a per-day report's): a UTC day, the lake's partition, which the
+// page cannot count again in another zone (a local day holds parts of two). Its tooltip and the axis (utcDayTick) say
+// so, beside the page's times in the zone chosen: the backtest's table said "Day (UTC)" over a chart that did not.
+export function utcDayBar(day, parts) {
+  return { start: Date.parse(`${day}T00:00:00Z`), width: 86400e3, label: `${day} (UTC)`, parts };
+}
+
+export function utcDayTick(ms) {
+  return `${new Date(ms).toISOString().slice(5, 10)} UTC`;
+}
+
 // The labels of about five bars, each under its bar: the first, every step-th, and the last (a label too
 // close before the last is left out). Times spread evenly over the axis would name where the last bar ends
 // (the day after a per-day chart's range), not a bar. `at(ms)`: where a time lies across the chart, 0 to 1.

@@ -1,7 +1,7 @@
 // Rules: each rule with its schedule, last run, matches, errors and whether it is enabled; a rule's page
 // with its source, the SQL of a run, its recent runs, its tests run on demand and a backtest per day.
 import { api, errorBox } from "./api.js";
-import { stackedBars } from "./chart.js";
+import { stackedBars, utcDayBar, utcDayTick } from "./chart.js";
 import { counted, formatTime, h, link, replace, warningsList } from "./dom.js";
 
 export function render(main, context) {
@@ -121,11 +121,10 @@ async function runBacktest(id, period, box, signal) {
   replace(box, h("p", { class: "progress", text: `Replaying the last ${period}…` }));
   try {
     const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period }, signal });
-    const bars = report.days.map((d) => ({ start: Date.parse(`${d.day}T00:00:00Z`), width: 86400e3, label: d.day,
-      parts: [["critical", d.alerts, "alerts"], ["warning", d.suppressed, "suppressed"]] }));
+    const bars = report.days.map((d) => utcDayBar(d.day, [["critical", d.alerts, "alerts"], ["warning", d.suppressed, "suppressed"]]));
     replace(box, h("h2", { text: `Backtest: ${counted(report.alerts, "alert")}, ${counted(report.matches, "match", "matches")}, ${report.suppressed} suppressed over ${counted(report.windows, "window")}` }),
       h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
-      stackedBars(bars, { label: "alerts raised or suppressed", one: "alert raised or suppressed", height: 110, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
+      stackedBars(bars, { label: "alerts raised or suppressed", one: "alert raised or suppressed", height: 110, perBar: true, tickFormat: utcDayTick }),
       h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Day (UTC)" }),
           ["Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", class: "num", text: t })))),
