@@ -1071,7 +1071,7 @@ def test_a_search_typed_when_the_session_ended_is_there_after_signing_in_again(p
     assert typed.endswith("\\u202e")
     page.context.clear_cookies()
     page.get_by_label("Time range").select_option("24h")
-    # (no wait for the URL: each of the view's requests sends the page to sign in, the later ones aborting the first)
+    page.wait_for_url("**/login?**")
     page.get_by_text("Your session has ended").wait_for()
     page.get_by_label("API key").fill(loglake.admin_key)
     page.get_by_role("button", name="Sign in").click()
@@ -1083,6 +1083,21 @@ def test_a_search_typed_when_the_session_ended_is_there_after_signing_in_again(p
     page.wait_for_url("**/ui/explore?q=service%3Aapi&range=24h")
     page.locator(".record").first.wait_for()
     assert page.locator("#q").input_value() == "service:api"
+
+
+def test_a_views_requests_refused_together_send_the_page_to_sign_in_once(page, loglake):
+    """A UI trial: each request that met the 401 of a session ended sent the page to sign in (three for Explore's
+    records, histogram and facets), each navigation aborting the one before."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore")
+    page.locator(".record").first.wait_for()
+    to_sign_in = []
+    page.on("request", lambda r: to_sign_in.append(r.url) if r.is_navigation_request() and "/login" in r.url else None)
+    page.context.clear_cookies()
+    page.get_by_label("Time range").select_option("24h")
+    page.get_by_text("Your session has ended").wait_for()
+    page.wait_for_timeout(500)
+    assert to_sign_in == [f"{loglake.url}/login?error=session_ended&next=%2Fui%2Fexplore%3Frange%3D24h"]
 
 
 def test_a_new_keys_secret_is_not_replaced_by_a_second_click(page, loglake):

@@ -109,8 +109,15 @@ export async function request(path, { method = "GET", params, body, signal, acce
   return response;
 }
 
-// To the sign-in page, which comes back to this page once signed in; `reason` is a code of ui/sign_in.py.
+// To the sign-in page, which comes back to this page once signed in; `reason` is a code of ui/sign_in.py. Once: a
+// view's requests meet the 401 together (three of Explore's), and each sent the page again, aborting the one before.
+let signingIn = false;
+// (a page the browser's Back brings back from its cache, as it was, is sent again by the next 401)
+window.addEventListener("pageshow", (event) => { if (event.persisted) signingIn = false; });
+
 export function signIn(reason) {
+  if (signingIn) return;
+  signingIn = true;
   location.assign(url("/login", { error: reason, next: location.pathname + location.search + location.hash }));
 }
 
