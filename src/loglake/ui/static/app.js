@@ -38,6 +38,7 @@ function navigate(path, { replaceState = false } = {}) {
 function draw() {
   if (leave) leave();
   leave = null;
+  const focused = main.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
   showTimeZone(); // (Explore's picker changes it too)
   const [name = "", item] = location.pathname.replace(/^\/ui\/?/, "").split("/").map(decodeURIComponent);
   const usable = PAGES.filter(([, , scope]) => allows(scope));
@@ -63,6 +64,32 @@ function draw() {
   }
   replace(main);
   leave = module.render(main, { session, item, params: new URLSearchParams(location.search), allows, navigate }) || null;
+  focusAgain(focused);
+}
+
+// The control that changed the view (Explore's range and zone, Amplify's app and range) is focused again in the view
+// drawn, once it is there (a page may draw it with its answer), unless the focus went elsewhere meanwhile. It fell to
+// the page's body, and a keyboard's next Tab started again from the top of the page; a closed select's arrow key
+// changes the view at each press, so the next one did nothing.
+let waitingToFocus = null;
+
+function focusAgain(label) {
+  waitingToFocus?.disconnect();
+  waitingToFocus = null;
+  if (!label) return;
+  const found = () => {
+    if (document.activeElement !== document.body) return true; // (moved meanwhile: left where it is)
+    const control = main.querySelector(`[aria-label="${CSS.escape(label)}"]`);
+    control?.focus();
+    return Boolean(control);
+  };
+  if (found()) return;
+  waitingToFocus = new MutationObserver(() => {
+    if (!found()) return;
+    waitingToFocus.disconnect();
+    waitingToFocus = null;
+  });
+  waitingToFocus.observe(main, { childList: true, subtree: true });
 }
 
 // A mistyped or outdated link: say so and offer the pages there are, rather than showing another page.
