@@ -653,13 +653,7 @@ def test_a_dead_delivery_is_retried_once_by_a_double_click(page, loglake):
         retry = page.locator(".deliveries").get_by_role("button", name="Retry the trigger to hook")
         receiver.default = Answer(200)
         retry.click()
-        while not held:  # (routes are handled while Playwright waits)
-            page.wait_for_timeout(50)
-        assert retry.is_disabled()
-        retry.dispatch_event("click")  # (as a second click of a double click; a disabled button takes none)
-        page.wait_for_timeout(300)
-        assert len(held) == 1
-        held[0].continue_()
+        _a_second_click_sends_nothing(page, retry, held)
         retry.wait_for(state="detached")  # (drawn again: the delivery is no longer dead)
         page.wait_for_timeout(500)
         assert len(held) == 1 and page.get_by_role("alert").count() == 0
@@ -1140,13 +1134,7 @@ def test_a_revoked_keys_message_is_not_replaced_by_a_second_click(page, loglake)
     page.get_by_role("button", name="Revoke revoked-twice").click()
     armed = page.get_by_role("button", name="Really revoke revoked-twice?")
     armed.click()
-    while not held:  # (routes are handled while Playwright waits)
-        page.wait_for_timeout(50)
-    assert armed.is_disabled()
-    armed.dispatch_event("click")  # (as a second click of a double click; a disabled button takes none)
-    page.wait_for_timeout(300)
-    assert len(held) == 1
-    held[0].continue_()
+    _a_second_click_sends_nothing(page, armed, held)
     page.get_by_text("Key revoked-twice revoked.").wait_for()
     armed.wait_for(state="detached")
     page.wait_for_timeout(500)
@@ -1163,3 +1151,15 @@ def _click_after_the_session_ended(page, loglake, button: str, back_at: str) -> 
     page.get_by_label("API key").fill(loglake.admin_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(back_at)
+
+
+def _a_second_click_sends_nothing(page, button, held: list) -> None:
+    """`button`'s request, held by a route into `held`: the button is disabled while it is on its way, and a second
+    click sends nothing; then the request goes on."""
+    while not held:  # (routes are handled while Playwright waits)
+        page.wait_for_timeout(50)
+    assert button.is_disabled()
+    button.dispatch_event("click")  # (as a second click of a double click; a disabled button takes none)
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
