@@ -174,7 +174,7 @@ def test_a_round_makes_alerts_and_queues_one_message_per_delivery_and_no_window_
 
 
 def test_two_invocations_never_hold_one_window(aws) -> None:
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     first = store.claim_window("r1", None, 1000, now_ms=5000, lease_ms=60_000)
     assert first is not None
     assert store.claim_window("r1", 1000, 1000, now_ms=6000, lease_ms=60_000) is None  # held
@@ -195,15 +195,15 @@ def test_a_second_writer_racing_for_a_dedup_key_joins_the_first_alert(aws, lake,
     result = run_rule_on_athena(rule, athena, DAY2, DAY2 + DAY_MS, NOW_MS)
     client, raced = boto3.client("dynamodb"), []
 
-    def rival_targets(alert: dict[str, Any], kind: str) -> list[str]:
-        return [f"rival-{kind}"]
+    def rival_targets(alert: dict[str, Any], kind: str, told: Any) -> list[tuple[str, str]]:
+        return [(f"rival-{kind}", kind)]
 
     rival = DynamoDBDetections(client, aws["table"], rival_targets)
 
-    def racing_targets(alert: dict[str, Any], kind: str) -> list[str]:
+    def racing_targets(alert: dict[str, Any], kind: str, told: Any) -> list[tuple[str, str]]:
         if not raced:  # between this writer's read and its write, the rival writes the same alerts
             raced.append(rival.apply_matches(rule, result, NOW_MS))
-        return [f"first-{kind}"]
+        return [(f"first-{kind}", kind)]
 
     made, deliveries = DynamoDBDetections(client, aws["table"], racing_targets).apply_matches(rule, result, NOW_MS)
     rival_made, rival_deliveries = raced[0]
@@ -242,7 +242,7 @@ def test_deliveries_reach_the_receiver_signed_with_a_secret_from_secrets_manager
 
 def test_a_message_seen_twice_and_an_attempt_killed_after_its_claim_send_once(aws, lake, receiver) -> None:  # noqa: F811
     detector(aws, lake).run(NOW_MS)
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     records = [r for r in messages(aws["queue"]) if _destination(store, r) == "hook"]
     assert len(records) == 2
     killed, twice = records
@@ -280,7 +280,7 @@ def test_after_the_last_attempt_the_delivery_is_dead_and_its_message_in_the_dead
     assert any(a["batchItemFailures"] for a in answers)  # the webhook's first attempts failed: SQS retried
     dead = messages(aws["dead"])
     assert len(dead) == 2
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     for record in dead:
         delivery = store.delivery(json.loads(record["body"])["delivery"])
         assert (delivery["destination"], delivery["state"], delivery["attempts"]) == ("hook", "dead", 2)
@@ -303,7 +303,7 @@ def test_a_delivery_sent_after_a_failed_attempt_shows_the_answer_that_went_throu
     router.backoff = Backoff(first=0.0, cap=0.0)
     monkeypatch.setattr(handlers, "_router", router)
     route(aws["queue"])
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     keys = {request.headers["idempotency-key"] for request in receiver.requests}  # the deliveries' ids
     assert len(keys) == 2
     for key in keys:
@@ -338,7 +338,7 @@ def test_a_retry_after_longer_than_the_longest_pause_holds_the_message_the_longe
             return sqs.change_message_visibility(**args)
 
     router.sqs = Watched()
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     (hook,) = [r for r in messages(aws["queue"]) if _destination(store, r) == "hook"][:1]
     assert router.handle({"Records": [hook]})["batchItemFailures"]
     assert hidden == [600]
@@ -362,9 +362,9 @@ def test_each_alert_is_published_to_the_topic_of_its_level(aws, lake) -> None:  
 def test_the_topics_are_a_target_only_for_levels_that_have_one(aws) -> None:
     targets = with_topics(routing_from(aws["env"]), {"high": "arn:aws:sns:eu-west-1:1:t"})
     alert = {"level": "high", "tags": [], "rule_id": "r", "rule_title": "t", "destinations": None}
-    assert targets(alert, "trigger") == [SEVERITY_TOPICS]
-    assert targets(alert | {"level": "informational"}, "trigger") == []
-    assert targets(alert | {"level": "critical"}, "trigger") == ["hook"]
+    assert targets(alert, "trigger", set()) == [(SEVERITY_TOPICS, "trigger")]
+    assert targets(alert | {"level": "informational"}, "trigger", set()) == []
+    assert targets(alert | {"level": "critical"}, "trigger", set()) == [("hook", "trigger")]
 
 
 def test_a_rule_that_fails_keeps_its_window_for_its_next_firing_and_after_three_failures_raises_its_own_alert(
@@ -485,6 +485,38 @@ def test_a_failing_rule_disabled_resolves_its_alert_and_its_pagerduty_incident(
     assert sent() == []  # resolved once
 
 
+def test_a_failing_alert_s_resolve_goes_where_its_trigger_went_after_a_deployment_changed_the_routes(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """As locally (outbox.told_targets): each event went by the routes deployed at the time, so with the failing alerts
+    routed elsewhere by a later deployment, the resolve of the rule's next good run never reached the PagerDuty incident
+    its trigger opened, and went to a destination that never heard of the alert."""
+    runner, sent = paging_failing_rules(aws, lake, receiver, monkeypatch, tmp_path)
+    (tmp_path / "alerting.yml").write_text(
+        f"""
+destinations:
+  oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+  chat: {{type: webhook, url: "{receiver.url}/chat"}}
+routes:
+  - {{match: {{level: [critical]}}, to: [oncall]}}
+  - {{match: {{tags: [loglake.rule-failing]}}, to: [chat]}}
+"""
+    )  # (deployed again: the functions start again with it)
+    handlers.reset()
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(max_age_ms=7 * DAY_MS)
+    runner.run(NOW_MS + 3 * DAY_MS)
+    route(aws["queue"])
+    assert [r.path for r in receiver.requests if r.path != "/pd"] == []  # (chat never heard of them: no resolve alone)
+    assert [(event, key) for event, key in sent() if event == "resolve"] == [
+        ("resolve", f"loglake:rule-failing:{rule.id}") for rule in sorted(runner.rules, key=_id)
+    ]
+
+
 def test_a_rule_whose_run_fails_otherwise_fails_alone_and_counts_as_failing(
     aws,
     lake,  # noqa: F811
@@ -517,7 +549,7 @@ def test_a_rule_whose_run_fails_otherwise_fails_alone_and_counts_as_failing(
 def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811
     receiver.default = Answer(status=503)
     detector(aws, lake).run(NOW_MS)
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [])
     records = messages(aws["queue"])
     hook = next(r for r in records if _destination(store, r) == "hook")
     later = hook | {"messageId": "a-later-message-of-its-group"}
@@ -555,7 +587,7 @@ def test_an_alert_too_large_for_an_item_keeps_its_newest_evidence(aws, tmp_path:
     evidence = [{"n": i, "message": "x" * 30_000} for i in range(20)]  # 600 KB of evidence
     match = Match(rule.id, "big", "big", {}, 20, DAY2, DAY2 + 1000, evidence)
     result = RunResult(rule.id, DAY2, DAY2 + DAY_MS, [match], 0, 0, 0, 0.0, False, "SELECT 1")
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [("hook", kind)])
     made, (delivery,) = store.apply_matches(rule, result, NOW_MS)
     claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
     kept = [row["n"] for row in claimed.alert["evidence"]]
@@ -570,7 +602,7 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_make_no_second_aler
 
     (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", CRITICAL)))  # dedup: 1h
     minute = 60_000
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [("hook", kind)])
 
     def run(since: int, until: int, at: list[int], unread_from: int) -> tuple[int, list[dict[str, str]]]:
         """A run over [since, until) (minutes into day 2) matching records `at` those minutes; those from
@@ -685,7 +717,7 @@ def test_a_rule_failing_past_its_catch_up_bound_is_sent_again_only_after_its_ded
         "group_by: [service]}", "group_by: [service], dedup: {window: 30m}}"
     )
     (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", text)))
-    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind, told: [("hook", kind)])
     catch_up = CatchUp(windows=2, max_age_ms=DAY_MS)  # the failed window stays put for two firings at most
     minute, failing = 60_000, [True]
 

@@ -17,8 +17,10 @@ One table, keys `pk` and `sk` (strings):
   that keeps failing raises its own alert the same way, one per streak of failures: each failure
   updates it, sent again only once its last event is the rule's dedup window old (failing_told_again),
   and the run that ends the streak resolves it (rule_recovered), with a `resolve` event.
-- `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format; a
-  failing rule's alert also has `told_ms`, the time of its last event.
+- `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format, and
+  `told`, the destinations that heard of it (alerts.db's delivery_told: its later events go to them, whatever
+  the routes say by then; an item written before `told` was kept counts as heard of everywhere); a failing
+  rule's alert also has `told_ms`, the time of its last event.
 - `event#<alert id>#<version>` / `event`: the alert as an event left it (what its deliveries send).
   An alert's JSON is kept under MAX_ALERT_BYTES by leaving out its oldest evidence rows.
 - `delivery#<id>` / `delivery`: one per (alert event, destination). Its id is the idempotency key.
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,8 +80,9 @@ MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
 _OPEN = ("open", "acknowledged")
 _CONFLICT_RETRIES = 8
 
-# What an alert event is delivered to: (the alert as a row, the event's kind) -> destination names.
-Targets = Callable[[dict[str, Any], str], list[str]]
+# What an alert event is delivered to: (the alert as a row, the event's kind, the destinations that heard of the
+# alert) -> (destination, kind to send), as alerts/outbox.py's told_targets.
+Targets = Callable[[dict[str, Any], str, Collection[str]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,7 @@ class DynamoDBDetections(DynamoDBOutbox):
             version = 0 if head is None else int(head["version"]["N"])
             item = None if head is None else self._get(f"alert#{head['alert_id']['S']}", "alert")
             alert = None if item is None else json.loads(item["doc"]["S"])
+            told = set() if item is None else _told(item)
             # An earlier streak's alert was resolved by the run that ended it (rule_recovered). (One left open, by a
             # version that resolved none, or a run stopped before it did, tells itself by its count: more failures.)
             if item is None or alert["status"] not in _OPEN or alert["match_count"] >= failures:
@@ -235,7 +239,7 @@ class DynamoDBDetections(DynamoDBOutbox):
                 )
                 result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
                 failing = replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,))
-                alert, kind, told_ms = _new_alert(failing, match, result, now_ms), "trigger", now_ms
+                alert, kind, told_ms, told = _new_alert(failing, match, result, now_ms), "trigger", now_ms, set()
             else:
                 # (an item written before `told_ms` was kept: its last change was its last event)
                 told_ms = int(item["told_ms"]["N"]) if "told_ms" in item else alert["updated_ms"]
@@ -249,8 +253,8 @@ class DynamoDBDetections(DynamoDBOutbox):
                     evidence=(alert["evidence"] + evidence)[-rule.options.evidence :],
                     updated_ms=now_ms,
                 )
-            deliveries = self._deliveries(alert, kind, version + 1, now_ms)
-            if self._write(head_key, version, alert, deliveries, told_ms):
+            deliveries = self._deliveries(alert, kind, version + 1, now_ms, told)
+            if self._write(head_key, version, alert, deliveries, told, told_ms):
                 return [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
 
@@ -267,9 +271,10 @@ class DynamoDBDetections(DynamoDBOutbox):
             head = self._get(head_key["pk"]["S"], "head")
             if head is None or head["status"]["S"] not in _OPEN:
                 return []
-            alert = self.alert(head["alert_id"]["S"])
-            if alert is None:
+            item = self._get(f"alert#{head['alert_id']['S']}", "alert")
+            if item is None:
                 return []
+            alert, told = json.loads(item["doc"]["S"]), _told(item)
             alert.update(
                 status="resolved",
                 status_by=BY_RULE,
@@ -277,8 +282,8 @@ class DynamoDBDetections(DynamoDBOutbox):
                 status_ms=now_ms,
                 updated_ms=now_ms,
             )
-            deliveries = self._deliveries(alert, "resolve", int(head["version"]["N"]) + 1, now_ms)
-            if self._write(head_key, int(head["version"]["N"]), alert, deliveries):
+            deliveries = self._deliveries(alert, "resolve", int(head["version"]["N"]) + 1, now_ms, told)
+            if self._write(head_key, int(head["version"]["N"]), alert, deliveries, told):
                 return [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
 
@@ -293,13 +298,15 @@ class DynamoDBDetections(DynamoDBOutbox):
         for _ in range(_CONFLICT_RETRIES):
             head = self._get(head_key["pk"]["S"], "head")
             version = 0 if head is None else int(head["version"]["N"])
-            alert = None
+            alert, told = None, set()
             if (
                 head is not None
                 and head["status"]["S"] in statuses
                 and int(head["window_start_ms"]["N"]) > result.since_ms - rule.dedup_window_ms
             ):
-                alert = self.alert(head["alert_id"]["S"])
+                item = self._get(f"alert#{head['alert_id']['S']}", "alert")
+                if item is not None:
+                    alert, told = json.loads(item["doc"]["S"]), _told(item)
             if alert is None:
                 earlier = self.alert(head["alert_id"]["S"]) if head is not None else None
                 unread = unread_part(match, result, _overlapped(earlier, rule.plan.read_since(result.since_ms)))
@@ -309,15 +316,18 @@ class DynamoDBDetections(DynamoDBOutbox):
                 kind = None if match.suppressed else "trigger"
             else:
                 new, kind = False, _joined(alert, rule, match, result, now_ms)
-            deliveries = self._deliveries(alert, kind, version + 1, now_ms)
-            if self._write(head_key, version, alert, deliveries):
+            deliveries = self._deliveries(alert, kind, version + 1, now_ms, told)
+            if self._write(head_key, version, alert, deliveries, told):
                 return new, [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"alert of {rule.id} ({match.dedup_key}) kept changing under this run")
 
-    def _deliveries(self, alert: dict[str, Any], kind: str | None, seq: int, now_ms: int) -> list[dict[str, Any]]:
+    def _deliveries(
+        self, alert: dict[str, Any], kind: str | None, seq: int, now_ms: int, told: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """The deliveries of an event of `alert` (None: it makes none), `told` the destinations that heard of it."""
         if kind is None:
             return []
-        names = self.targets(alert, kind)[: MAX_TRANSACTION_ITEMS - 3]
+        targets = self.targets(alert, kind, told)[: MAX_TRANSACTION_ITEMS - 3]
         return [
             item_key(f"delivery#{delivery_id}", "delivery")
             | {
@@ -325,7 +335,7 @@ class DynamoDBDetections(DynamoDBOutbox):
                 "destination": string(name),
                 "alert_id": string(alert["id"]),
                 "dedup_key": string(alert["dedup_key"]),
-                "kind": string(kind),
+                "kind": string(sent_as),
                 "seq": number(seq),
                 "state": string("pending"),
                 "attempts": number(0),
@@ -334,7 +344,7 @@ class DynamoDBDetections(DynamoDBOutbox):
                 "queue": string(UNQUEUED),
                 "queued_since": number(now_ms),
             }
-            for name, delivery_id in ((n, str(uuid.uuid4())) for n in names)
+            for (name, sent_as), delivery_id in ((target, str(uuid.uuid4())) for target in targets)
         ]
 
     def _write(
@@ -343,6 +353,7 @@ class DynamoDBDetections(DynamoDBOutbox):
         version: int,
         alert: dict[str, Any],
         deliveries: list[dict[str, Any]],
+        told: Collection[str],
         told_ms: int | None = None,
     ) -> bool:
         head = head_key | {
@@ -357,7 +368,12 @@ class DynamoDBDetections(DynamoDBOutbox):
             else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": number(version)}}
         )
         doc = string(_fitted(alert))
-        item = item_key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": string(alert["level"])}
+        heard = sorted({*told, *(d["destination"]["S"] for d in deliveries)})
+        item = item_key(f"alert#{alert['id']}", "alert") | {
+            "doc": doc,
+            "level": string(alert["level"]),
+            "told": {"L": [string(name) for name in heard]},
+        }
         if told_ms is not None:
             item["told_ms"] = number(told_ms)
         items = [
@@ -378,6 +394,12 @@ class DynamoDBDetections(DynamoDBOutbox):
                 return False  # another run changed the alert since it was read: read it again
             raise
         return True
+
+
+def _told(item: dict[str, Any]) -> set[str]:
+    """The destinations that heard of the alert of `item` ('*': all, an item written before they were kept)."""
+    told = item.get("told")
+    return {"*"} if told is None else {value["S"] for value in told["L"]}
 
 
 def _new_alert(rule: Rule, match: Match, result: RunResult, now_ms: int) -> dict[str, Any]:

@@ -498,15 +498,21 @@ def _named_delivery(conn: sqlite3.Connection, text: str) -> DeliveryRow:
 def _told_targets(
     conn: sqlite3.Connection, routing: Routing, alert: dict[str, Any], kind: str
 ) -> list[tuple[str, str]]:
-    """(destination, kind to send) for an event of `alert`: a destination that never heard of the alert (it was
-    raised while alerting.yml was missing, or routed elsewhere then) hears of it first as its trigger, with its
-    status as it is, and not at all of its resolve; the others hear of the event. (A PagerDuty acknowledge or
-    resolve of an incident never triggered opens nothing.) A destination that heard of it hears of its later events
-    (those it takes) while the file defines it, even once the routes send the alert elsewhere, as Alertmanager's
-    and Grafana's notifications of an alert go where its firing went: else a route edited while it was open left
-    its PagerDuty incident open for good. A destination that takes no triggers (`events: [resolve]`) is never told
-    of an alert first: it hears of the events it takes."""
+    """told_targets of an event of `alert`, by the destinations delivery_told says heard of it."""
     told = {row[0] for row in conn.execute("SELECT destination FROM delivery_told WHERE alert_id = ?", (alert["id"],))}
+    return told_targets(routing, alert, kind, told)
+
+
+def told_targets(routing: Routing, alert: dict[str, Any], kind: str, told: Collection[str]) -> list[tuple[str, str]]:
+    """(destination, kind to send) for an event of `alert`, `told` the destinations that heard of it ('*': all of
+    them, an alert routed before they were kept), here and on AWS (alerts/dynamodb.py): a destination that never
+    heard of the alert (it was raised while alerting.yml was missing, or routed elsewhere then) hears of it first as
+    its trigger, with its status as it is, and not at all of its resolve; the others hear of the event. (A
+    PagerDuty acknowledge or resolve of an incident never triggered opens nothing.) A destination that heard of it
+    hears of its later events (those it takes) while the file defines it, even once the routes send the alert
+    elsewhere, as Alertmanager's and Grafana's notifications of an alert go where its firing went: else a route
+    edited while it was open left its PagerDuty incident open for good. A destination that takes no triggers
+    (`events: [resolve]`) is never told of an alert first: it hears of the events it takes."""
     if "*" in told:
         return [(name, kind) for name in routing.targets(alert, kind)]
     first = [] if kind == "resolve" else [(name, "trigger") for name in routing.targets(alert, "trigger")]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from loglake.alerts.delivery import BACKOFF, retry_pause, say_failed, send_claim
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document, json_body
 from loglake.alerts.dynamodb import DynamoDBDetections, Targets
 from loglake.alerts.dynamodb_outbox import ClaimRefused
-from loglake.alerts.outbox import Claimed, Sent, not_configured
+from loglake.alerts.outbox import Claimed, Sent, not_configured, told_targets
 from loglake.alerts.routing import Routing
 from loglake.alerts.secrets import Secrets
 from loglake.aws.athena import AthenaQueryEngine
@@ -59,12 +59,14 @@ _SUBJECT_CHARS = 100  # SNS's limit on a subject
 
 
 def with_topics(routing: Routing, topics: dict[str, str]) -> Targets:
-    """alerting.yml's targets of an alert event, and the topic of its level for new and updated alerts."""
+    """alerting.yml's targets of an alert event, as locally (told_targets: its later events go where it was told,
+    whatever the routes say after a deployment changed them), and the topic of its level for new and updated
+    alerts."""
 
-    def targets(alert: dict[str, Any], kind: str) -> list[str]:
-        found = routing.targets(alert, kind)
+    def targets(alert: dict[str, Any], kind: str, told: Collection[str]) -> list[tuple[str, str]]:
+        found = told_targets(routing, alert, kind, told)
         if kind in TOPIC_EVENTS and alert["level"] in topics:
-            found.append(SEVERITY_TOPICS)
+            found.append((SEVERITY_TOPICS, kind))
         return found
 
     return targets
