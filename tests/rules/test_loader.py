@@ -452,6 +452,38 @@ def test_a_keyword_that_matches_every_record_is_warned_of(tmp_path: Path, keywor
     assert [w.field for w in rule.warnings] == (["detection.keywords"] if warned else [])
 
 
+def test_dedup_keys_two_rules_can_share_are_warned_of(tmp_path: Path) -> None:
+    """Each rule keeps its own alerts, but PagerDuty takes a dedup key for one incident: two rules keyed "{service}"
+    paged one incident, and one rule's resolve closed it while the other's alert was open."""
+    keyed = "loglake: {{group_by: [{field}], dedup: {{key: '{key}'}}}}"
+    files = {
+        "a.yml": sigma(extra=keyed.format(field="service", key="{service}"), uid="1"),
+        "b.yml": sigma(extra=keyed.format(field="host", key="{host}"), uid="2"),
+        "own-id.yml": sigma(extra=keyed.format(field="service", key="{rule_id}:{service}"), uid="3"),
+        "other-level.yml": sigma(extra=keyed.format(field="service", key="{level}:{service}"), uid="4"),
+        "other-text.yml": sigma(extra=keyed.format(field="service", key="db:{service}"), uid="5"),
+    }
+    for name, text in files.items():
+        write_rule(tmp_path, name, text)
+    found = load_rules(tmp_path)
+    warned = {rule.path.name: [(w.field, w.message) for w in rule.warnings] for rule in found.rules}
+    assert warned == {
+        "a.yml": [
+            (
+                "loglake.dedup.key",
+                f"'{{service}}' can be the dedup key of the alerts of {tmp_path / 'b.yml'} too: destinations take"
+                " them for one alert (one PagerDuty incident, which either rule's resolve closes); put {rule_id} in"
+                " the key",
+            )
+        ],
+        "b.yml": [("loglake.dedup.key", warned["b.yml"][0][1])],
+        "own-id.yml": [],
+        "other-level.yml": [],  # ('high:...', the others' keys have no level)
+        "other-text.yml": [],
+    }
+    assert str(tmp_path / "a.yml") in warned["b.yml"][0][1]
+
+
 def test_an_unknown_modifier_lists_those_loglake_takes(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, sigma("{sel: {message|contians: x}, condition: sel}"))
     taken = problem.message.split("loglake takes ")[1].split(", ")

@@ -12,7 +12,7 @@ and the kinds of rule; the checks of the parts every kind has, and the Rule buil
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +44,7 @@ from loglake.rules.sigma_rules import (
     primary_document,
 )
 from loglake.rules.sources import BY_TABLE, quote_name
+from loglake.rules.templates import dedup_key_shape
 from loglake.times import parse_duration
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -105,7 +106,32 @@ def load_rules(path: Path) -> RuleSet:
             )
         else:
             found.rules.append(rule)
+    found.rules = _warned_of_shared_dedup_keys(found.rules)
     return found
+
+
+def _warned_of_shared_dedup_keys(rules: list[Rule]) -> list[Rule]:
+    """The rules, each whose dedup key other rules' alerts can have too (a key without {rule_id}) warned of it: each
+    rule keeps its own alerts, but destinations take a key for one alert (PagerDuty one incident, which either
+    rule's resolve closes; a Jira issue; a key's deliveries in order, behind each other's dead ones)."""
+    shapes: dict[str, list[Rule]] = {}
+    for rule in rules:
+        shapes.setdefault(dedup_key_shape(rule), []).append(rule)
+    warned = []
+    for rule in rules:
+        others = [str(other.path) for other in shapes[dedup_key_shape(rule)] if other is not rule]
+        if others:
+            where = ("" if rule.kind in ("sql", "anomaly") else "loglake.") + "dedup.key"
+            warning = Problem(
+                str(rule.path),
+                where,
+                f"{rule.options.dedup.key!r} can be the dedup key of the alerts of {', '.join(others)} too:"
+                " destinations take them for one alert (one PagerDuty incident, which either rule's resolve"
+                " closes); put {rule_id} in the key",
+            )
+            rule = replace(rule, warnings=(*rule.warnings, warning))
+        warned.append(rule)
+    return warned
 
 
 def load_file(path: Path, binder: Binder) -> Rule | list[Problem]:

@@ -30,6 +30,16 @@ def default_dedup_key(group_fields: tuple[str, ...]) -> str:
     return "{rule_id}" + "".join(f":{{{name}}}" for name in group_fields)
 
 
+def dedup_key_shape(rule: Rule) -> str:
+    """The rule's dedup key with its own values filled in and each value of a match as `{}` (never in a template):
+    two rules of one shape make the same key of the same values (a key without {rule_id}), which destinations take
+    for one alert."""
+    own = {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level}
+    group = set(rule.plan.group_fields)
+    template = rule.options.dedup.key or default_dedup_key(rule.plan.group_fields)
+    return _PLACEHOLDER.sub(lambda m: "{}" if m.group(1) in group else str(own.get(m.group(1), "{}")), template)
+
+
 def render(template: str, rule: Rule, values_of_match: dict[str, Any], count: int) -> str:
     return fill(template, count, shown_values(rule, values_of_match))
 
