@@ -32,7 +32,8 @@ from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
-from loglake.cli_options import say_retrying, until_ctrl_c
+from loglake.cli_options import say_retrying, say_retrying_now_and_then, until_ctrl_c
+from loglake.client import ClientError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.shipping import MAX_LINE_BYTES
 from tests.conftest import ServerProcess, free_port
@@ -1068,3 +1069,23 @@ def test_every_command_that_reads_the_settings_takes_the_config_file_as_serve_do
         if "--data-dir" in options and name != "amplify collect":
             assert "--config" in options, name
             assert options["--config"].envvar == "LOGLAKE_CONFIG", name
+
+
+def test_a_command_waiting_out_its_server_says_why_once_then_briefly_how_long_now_and_then(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A new-user trial: over a 5-minute outage `loglake tail` said the whole first line (its advice, and "trying
+    again in 0.3 s") again every 10 s, thirty times."""
+    now = [100.0]
+    say = say_retrying_now_and_then(clock=lambda: now[0])
+    error = ClientError("cannot reach loglake at http://127.0.0.1:1: [Errno 111] Connection refused; is it running?")
+    for step in (0.0, 0.3, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 9.0):  # tries at 100, 100.3 ... 112.3, 121.3
+        now[0] += step
+        say(error, 2.0)
+    lines = capsys.readouterr().err.splitlines()
+    refused = "cannot reach loglake at http://127.0.0.1:1: [Errno 111] Connection refused"
+    assert lines == [
+        f"loglake: {refused}; is it running?; trying again in 2.0 s",
+        f"loglake: still trying, for 10 s now: {refused}",
+        f"loglake: still trying, for 21 s now: {refused}",
+    ]

@@ -503,18 +503,24 @@ def say_retrying(error: Exception, pause: float) -> None:
     click.echo(f"loglake: {printable(error)}; trying again {when}", err=True)
 
 
-def say_retrying_now_and_then() -> Callable[[Exception, float], None]:
+def say_retrying_now_and_then(clock: Callable[[], float] = time.monotonic) -> Callable[[Exception, float], None]:
     """say_retrying for a command that waits out its server for as long as it takes (tail, recent --follow): for
-    the first retry, then for one at most every SAY_AWAY_EVERY_S (a line at every try, three a second, buried the
-    rest)."""
-    said_at: float | None = None
+    the first retry, then at most every SAY_AWAY_EVERY_S (a line at every try, three a second, buried the rest), as
+    one short line of how long it has been trying: the first line's advice and "trying again in 0.3 s", said again
+    every 10 s of a long outage, read as noise (a new-user trial)."""
+    first_at: float | None = None
+    said_at = 0.0
 
     def now_and_then(error: Exception, pause: float) -> None:
-        nonlocal said_at
-        now = time.monotonic()
-        if said_at is None or now - said_at >= SAY_AWAY_EVERY_S:
-            said_at = now
+        nonlocal first_at, said_at
+        now = clock()
+        if first_at is None:
+            first_at = said_at = now
             say_retrying(error, pause)
+        elif now - said_at >= SAY_AWAY_EVERY_S:
+            said_at = now
+            why = printable(error).split("; ", 1)[0]  # (what failed, without the advice the first line gave)
+            click.echo(f"loglake: still trying, for {now - first_at:.0f} s now: {why}", err=True)
 
     return now_and_then
 
