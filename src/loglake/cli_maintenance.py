@@ -153,6 +153,7 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
         cutoff = lake.retention_cutoff()
         not_moved = lake.not_moved_before(lake.retention_start_ms()) if dry_run else (0, 0)
         objects, files = lake.expired_quarantine()  # (told before expire() deletes them)
+        unread = lake.expired_batches()  # (likewise)
         quarantined = len(objects) + len(files), sum(o.size for o in objects) + sum(f.stat().st_size for f in files)
         expired = lake.expired_partitions() if dry_run else lake.expire()
         if not dry_run:
@@ -166,6 +167,9 @@ def _lake_retention(runtime: Runtime, dry_run: bool, days_given: bool) -> None:
     hot, batches = not_moved
     if hot or batches:  # (a real run moves them into their days first, which it then lists)
         click.echo(f"  and, older, not in the lake yet: {hot:,} hot record(s), {batches} waiting bulk batch(es)")
+    if unread:  # (all their records older: gone without being read, so a damaged one too)
+        records = sum(rows for _, rows in unread)
+        click.echo(f"  and {len(unread)} waiting bulk batch(es) of records all before {cutoff} ({records:,} records)")
     count, size = quarantined
     if count:  # (`loglake verify --quarantine` kept them: the days' records that could not be read)
         click.echo(f"  and {count} quarantined file(s) of days before {cutoff} ({size / 1e6:.1f} MB)")

@@ -511,6 +511,63 @@ def test_retention_deletes_the_quarantined_batches_of_the_days_it_drops(lake: La
     assert list(folder.iterdir()) == []
 
 
+def test_retention_drops_unread_the_waiting_batches_all_older_than_it_even_a_damaged_one(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged waiting batch whose records were all past the retention stayed waiting for good (no move reads it),
+    failing every SQL query: the retention said "deleted 0 partition(s)". One holding kept records too still moves."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)
+    folder = waiting_dir(lake.store.path.parent)
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()  # 2026-11-01
+    lake.bulk.submit(batch(days=3, per_day=1000)).result()  # 2026-11-01 to 2026-11-03
+    old, _ = [file for (file,) in lake.store.read("SELECT file FROM bulk_batches ORDER BY batch_id")]
+    os.truncate(folder / old, 1000)
+    lake.policy = LakePolicy(retention_days=1, grace_ms=0)
+    lake.clock = lambda: (START + 3 * DAY_MS) / 1000  # 2026-11-04: keeping 2026-11-03 on
+    assert lake.expired_batches() == [(old, 1200)]
+    assert lake.not_moved_before(lake.retention_start_ms()) == (0, 1)  # (the other one, moved first)
+    assert [(p.day, p.records) for p in lake.expire()] == [("2026-11-01", 1000), ("2026-11-02", 1000)]
+    assert waiting_count(lake.store) == (0, 0) and not (folder / old).exists()
+    days = lake.engine.query("SELECT date::VARCHAR, count(*) FROM logs GROUP BY 1 ORDER BY 1").rows
+    assert days == [("2026-11-03", 1000)]
+
+
+def test_a_waiting_batch_the_retention_drops_keeps_its_file_while_a_reader_holds_the_catalog(lake: Lake) -> None:
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()
+    folder = waiting_dir(lake.store.path.parent)
+    ((file,),) = lake.store.read("SELECT file FROM bulk_batches")
+    lake.policy = LakePolicy(retention_days=1, grace_ms=0)
+    lake.clock = lambda: (START + 3 * DAY_MS) / 1000
+    with reading(lake.store):  # (its snapshot may name the batch)
+        lake.expire()
+        assert waiting_count(lake.store) == (0, 0) and (folder / file).exists()
+    lake.bulk.move_waiting()  # a later move sweeps it
+    assert not (folder / file).exists()
+
+
+@pytest.mark.usefixtures("no_loglake_environment")
+def test_retention_by_hand_drops_a_damaged_waiting_batch_all_older_than_it(tmp_path: Path) -> None:
+    """`loglake retention --days N` exited 0 saying "deleted 0 partition(s)" and left the batch, and SQL kept failing
+    with `lake_unreadable`, where the README says it leaves none of the older records behind."""
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    lake = Lake(store, LocalObjectStore(data / "lake"), data)
+    lake.bulk.submit(batch(days=1, per_day=1200)).result()  # 2026-11-01, more than 10 days ago
+    lake.close()
+    ((file,),) = store.read("SELECT file FROM bulk_batches")
+    store.close()
+    os.truncate(waiting_dir(data) / file, 1000)
+    for command in (["retention", "--dry-run"], ["retention"]):
+        result = run_cli(*command, "--days", "10", "--data-dir", str(data))
+        assert result.exit_code == 0, result.output
+        assert "0 partition(s)\n  and 1 waiting bulk batch(es) of records all before " in result.stdout
+        assert "(1,200 records)\n" in result.stdout and result.stderr == ""
+    assert not (waiting_dir(data) / file).exists()
+    result = run_cli("query", "--format", "csv", "--data-dir", str(data), "SELECT count(*) AS n FROM logs")
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["n", "0"], result.output
+
+
 def test_the_mover_rests_while_only_unreadable_batches_wait(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch passed over (its file gone) still counted as waiting for a move: the move it was due for found nothing
     to move and the mover was at once due again, going round without rest (a core's worth of reads of hot.db)."""

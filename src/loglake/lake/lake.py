@@ -42,6 +42,8 @@ from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveT
 from loglake.lake.users_sql import UsersSql
 from loglake.lake.waiting import (
     delete_quarantined_batch,
+    drop_expired_batches,
+    expired_batches,
     quarantined_batches_before,
     waiting,
     waiting_batches_in,
@@ -367,10 +369,12 @@ class Lake:
         """Drop the expired partitions from the catalog (and the client ids of their records); their
         objects go after the grace period. The records older than the retention that are not in the lake yet
         (hot rows, waiting bulk batches) are moved into their days first, to go with them: a `loglake retention
-        --days N` shorter than the server's left them in every read, and the lake's days they moved to later. The
-        files of those days that quarantine() kept go too, at once (expired_quarantine)."""
+        --days N` shorter than the server's left them in every read, and the lake's days they moved to later; but the
+        waiting batches whose records are all older go unread (expired_batches: a damaged one, which no move reads,
+        stayed for good). The files of those days that quarantine() kept go too, at once (expired_quarantine)."""
         if not self.policy.retention_days:
             return []
+        drop_expired_batches(self.store, waiting_dir(self.store.path.parent), self.retention_start_ms())
         self._move_expiring(self.retention_start_ms())
         expired = self.expired_partitions()
         if expired:
@@ -407,9 +411,17 @@ class Lake:
         return objects, quarantined_batches_before(waiting_dir(self.store.path.parent), cutoff)
 
     def not_moved_before(self, before_ms: int) -> tuple[int, int]:
-        """The hot records timestamped before `before_ms`, and the waiting bulk batches holding any: what expire()
-        moves into the lake first."""
-        return self.store.count_before(before_ms), waiting_batches_in(self.store.read, None, before_ms)
+        """The hot records timestamped before `before_ms`, and the waiting bulk batches holding some and later ones
+        too: what expire() moves into the lake first (it drops those holding only older ones, expired_batches)."""
+        # ([before, before): a batch whose newest record is from `before` on and whose oldest is before it)
+        return self.store.count_before(before_ms), waiting_batches_in(self.store.read, before_ms, before_ms)
+
+    def expired_batches(self) -> list[tuple[str, int]]:
+        """The waiting bulk batches whose records are all older than the retention, which expire() drops without
+        reading them: each one's file and records. Nothing when retention is 0."""
+        if not self.policy.retention_days:
+            return []
+        return expired_batches(self.store.read, self.retention_start_ms())
 
     def _move_expiring(self, before_ms: int) -> None:
         hot, batches = self.not_moved_before(before_ms)

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 
 from loglake.lake import writers
 from loglake.lake.layout import day_of
+from loglake.lake.manifest import nobody_reading
 from loglake.lake.query_answers import UNREADABLE_FILE, LakeUnreadable
 from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -177,6 +178,29 @@ def waiting_batches_in(read: Read, since_ms: int | None, until_ms: int | None) -
     until = _MAX_INT64 if until_ms is None else until_ms
     sql = "SELECT count(*) FROM bulk_batches WHERE max_ts >= ? AND min_ts < ?"
     return read(sql, (since, until))[0][0]
+
+
+def expired_batches(read: Read, before_ms: int) -> list[tuple[str, int]]:
+    """The waiting batches whose records are all timestamped before `before_ms`, by their rows (unread): file and
+    records, oldest first. What drop_expired_batches drops."""
+    return read("SELECT file, rows FROM bulk_batches WHERE max_ts < ? ORDER BY batch_id", (before_ms,))
+
+
+def drop_expired_batches(store: SQLiteHotStore, folder: Path, before_ms: int) -> None:
+    """Drop the waiting batches whose records are all timestamped before `before_ms` (the retention's start), by their
+    rows, without reading their files: such a batch holds nothing kept, and one damaged (which moves pass over) stayed
+    waiting past any retention, failing every SQL query. Their files go now unless a reader holds the catalog (its
+    snapshot may name them): then `sweep` deletes them at a later move, as it deletes a moved batch's."""
+
+    def take_out(conn: sqlite3.Connection) -> list[tuple]:
+        # (a move under way that read one of them finds its row gone at its commit: MovedElsewhere, rolled back)
+        return conn.execute("DELETE FROM bulk_batches WHERE max_ts < ? RETURNING file", (before_ms,)).fetchall()
+
+    dropped = store.in_write_transaction(take_out).result()
+    if dropped and nobody_reading(store):
+        for (file,) in dropped:
+            with contextlib.suppress(FileNotFoundError):
+                (folder / file).unlink()
 
 
 def waiting_rows_in(read: Read, since_ms: int | None, until_ms: int | None) -> int:
