@@ -292,3 +292,22 @@ def test_an_answer_that_comes_after_the_page_was_left_is_shown_without_the_draft
     page.locator(".turn").first.wait_for()
     assert page.locator(".turn").count() == 1
     assert page.get_by_label("Question").input_value() == "and which service logged the most?"
+
+
+def test_a_rule_draft_discarded_by_keyboard_gives_the_focus_back_to_its_button(page, asking, model):
+    """A UI trial, by keyboard: Escape (or Discard) removed the draft the focus was in, and left it on the page's body:
+    the next Tab started again from the top of the page."""
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply(ONLY_API, "Counts the api service's errors."))
+    ask(page, "errors of the api service")
+    make = page.get_by_role("button", name="Make this a rule")
+    drafted = page.get_by_label("The drafted rule")
+    for place, key in ((drafted, "Escape"), (page.get_by_role("button", name="Discard"), "Enter")):
+        make.focus()
+        page.keyboard.press("Enter")
+        place.wait_for()
+        place.focus()
+        page.keyboard.press(key)
+        drafted.wait_for(state="detached")
+        assert make.evaluate("button => document.activeElement === button"), key

@@ -560,6 +560,30 @@ def test_acknowledge_and_resolve_by_keyboard_keep_the_focus_on_the_alert(page, l
         assert page.evaluate("document.activeElement.textContent") == "Repeated authentication failures"
 
 
+def test_the_alerts_filters_pressed_by_keyboard_keep_the_focus(page, loglake):
+    """A UI trial, by keyboard: a status or level chip, or Filter, pressed drew the list again and left the focus on the
+    page's body, so the next chip was reached from the top of the page again."""
+    raise_alert(loglake, title="Filtered by keyboard", level="low")
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts")
+    focused = "document.activeElement.getAttribute('data-focus')"
+    for group, chip, key, url in (
+        ("#status-filter", "open", "Enter", "?status=open"),
+        ("#level-filter", "low", " ", "?status=open&level=low"),
+    ):
+        page.locator(group).get_by_role("button", name=re.compile(f"^{chip} ")).focus()
+        page.keyboard.press(key)
+        page.wait_for_url(f"**/ui/alerts{url}")
+        page.locator(group).get_by_role("button", name=re.compile(f"^{chip} "), pressed=True).wait_for()
+        assert page.evaluate(focused) == f"{group[1:].removesuffix('-filter')} {chip}"
+    page.get_by_label("Text in the title or rule").fill("by keyboard")
+    page.get_by_role("button", name="Filter", exact=True).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/alerts?status=open&level=low&q=by+keyboard")
+    page.get_by_role("link", name="Filtered by keyboard").wait_for()
+    assert page.evaluate(focused) == "Filter"
+
+
 def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake):
     """A double click on Acknowledge sent it twice: the second's 409 drew the alert again under "already
     acknowledged by admin ... The alert is shown as it is now", as if someone else had changed it."""
@@ -630,13 +654,18 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
         row = page.locator(".deliveries tbody tr")
         row.get_by_text("HTTP 400: bad payload").wait_for()
         receiver.default = Answer(200)
-        row.get_by_role("button", name="Retry the trigger to hook").click()
+        row.get_by_role("button", name="Retry the trigger to hook").focus()  # by keyboard, as a click focuses it too
+        page.keyboard.press("Enter")
         with loglake.client() as c:
             poll(
                 lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "sent"}).json()["deliveries"],
                 "the retried delivery to be sent",
             )
         assert len(receiver.requests) == 2
+        # Its button gone with the list drawn again, the focus is on that list (it fell to the page's body, and the
+        # next Tab started again from the top of the page)
+        row.get_by_role("button").wait_for(state="detached")
+        assert page.evaluate("document.activeElement.matches('.deliveries .table-wrap')")
         page.reload()
         row.locator(".d-sent").wait_for()
         assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
@@ -1117,6 +1146,29 @@ def test_a_new_keys_secret_is_not_replaced_by_a_second_click(page, loglake):
     page.wait_for_timeout(500)
     assert len(held) == 1 and secret.inner_text().startswith("llk_")
     assert page.get_by_role("button", name="Create key").is_enabled()
+
+
+def test_create_key_and_revoke_by_keyboard_keep_the_focus_in_place(page, loglake):
+    """A UI trial, by keyboard: Create key, disabled while its request was on its way, and Revoke, drawn again without
+    its key, left the focus on the page's body: the next Tab started again from the top of the page."""
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Status").click()
+    page.get_by_label("New key's name").fill("by-keyboard")
+    create = page.get_by_role("button", name="Create key")
+    create.focus()
+    page.keyboard.press("Enter")
+    page.get_by_text("Key by-keyboard created.").wait_for()
+    page.get_by_role("button", name="Revoke by-keyboard").wait_for()
+    assert create.evaluate("button => document.activeElement === button")
+    page.get_by_role("button", name="Revoke by-keyboard").focus()
+    page.keyboard.press("Enter")  # arms it
+    page.keyboard.press("Enter")
+    page.get_by_text("Key by-keyboard revoked.").wait_for()
+    page.get_by_role("button", name="Really revoke by-keyboard?").wait_for(state="detached")
+    keys = page.locator(".table-wrap", has=page.get_by_role("columnheader", name="Starts with"))
+    assert keys.evaluate("list => document.activeElement === list")  # the list it was in
+    page.keyboard.press("Tab")  # on to the first key's Revoke
+    assert page.evaluate("document.activeElement.textContent") == "Revoke"
 
 
 def test_a_revoked_keys_message_is_not_replaced_by_a_second_click(page, loglake):

@@ -42,7 +42,7 @@ function drawList(main, { params, navigate }, signal) {
   const ruleButton = filters.rule ? h("button", { type: "button", id: "rule-filter", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null;
   replace(main, h("h1", { text: "Alerts" }),
     h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: filterText(text.value) }); } },
-      statusChips, levelChips, text, h("button", { type: "submit", text: "Filter" }), ruleButton),
+      statusChips, levelChips, text, h("button", { type: "submit", text: "Filter", "data-focus": "Filter" }), ruleButton),
     box);
   load();
   async function load() {
@@ -115,7 +115,8 @@ function chips(group, name, values, counts, filters, go) {
   const chosen = new Set(filters[name].split(",").filter(Boolean));
   replace(group, h("span", { class: "muted small", text: `${name}:` }), values.map((value) => {
     const on = chosen.has(value);
-    return h("button", { type: "button", class: "chip", "aria-pressed": String(on), onclick: () => {
+    // (data-focus: pressed, it keeps the focus in the list drawn again, where its count may be another; keepFocus)
+    return h("button", { type: "button", class: "chip", "aria-pressed": String(on), "data-focus": `${name} ${value}`, onclick: () => {
       if (on) chosen.delete(value); else chosen.add(value);
       go({ [name]: [...chosen].join(",") });
     } }, `${value} `, h("span", { class: "count", text: counts[value] ?? 0 }));

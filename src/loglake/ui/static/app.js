@@ -1,7 +1,7 @@
 // The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
 // the page of /ui/<page>/<item> into <main> without reloading.
 import { ApiError, api, errorBox, setCsrfToken, setRateLimit, signIn } from "./api.js";
-import { h, link, replace, setTimeZone, timeZone, timeZoneName } from "./dom.js";
+import { h, keepFocus, link, replace, setTimeZone, timeZone, timeZoneName } from "./dom.js";
 import * as alerts from "./alerts.js";
 import * as amplify from "./amplify.js";
 import * as ask from "./ask.js";
@@ -38,7 +38,9 @@ function navigate(path, { replaceState = false } = {}) {
 function draw() {
   if (leave) leave();
   leave = null;
-  const focused = main.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+  // (the control that changed the view, Explore's range and zone, Amplify's app and range, the alerts' filters, is
+  // focused again in the view drawn, once it is there: a page may draw it with its answer)
+  const focusBack = keepFocus(main, { wait: true });
   showTimeZone(); // (Explore's picker changes it too)
   const [name = "", item] = location.pathname.replace(/^\/ui\/?/, "").split("/").map(decodeURIComponent);
   const usable = PAGES.filter(([, , scope]) => allows(scope));
@@ -64,32 +66,7 @@ function draw() {
   }
   replace(main);
   leave = module.render(main, { session, item, params: new URLSearchParams(location.search), allows, navigate }) || null;
-  focusAgain(focused);
-}
-
-// The control that changed the view (Explore's range and zone, Amplify's app and range) is focused again in the view
-// drawn, once it is there (a page may draw it with its answer), unless the focus went elsewhere meanwhile. It fell to
-// the page's body, and a keyboard's next Tab started again from the top of the page; a closed select's arrow key
-// changes the view at each press, so the next one did nothing.
-let waitingToFocus = null;
-
-function focusAgain(label) {
-  waitingToFocus?.disconnect();
-  waitingToFocus = null;
-  if (!label) return;
-  const found = () => {
-    if (document.activeElement !== document.body) return true; // (moved meanwhile: left where it is)
-    const control = main.querySelector(`[aria-label="${CSS.escape(label)}"]`);
-    control?.focus();
-    return Boolean(control);
-  };
-  if (found()) return;
-  waitingToFocus = new MutationObserver(() => {
-    if (!found()) return;
-    waitingToFocus.disconnect();
-    waitingToFocus = null;
-  });
-  waitingToFocus.observe(main, { childList: true, subtree: true });
+  focusBack();
 }
 
 // A mistyped or outdated link: say so and offer the pages there are, rather than showing another page.

@@ -7,7 +7,7 @@
 // conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
-import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZone, timeZoneName, warningsList } from "./dom.js";
+import { copyButton, counted, formatBytes, formatTime, h, keepFocus, link, replace, timeZone, timeZoneName, warningsList } from "./dom.js";
 import { highlighted, query, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }], draft }
@@ -182,7 +182,7 @@ function turnView({ question, answer }, ruleFrom, allows, left) {
       h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output, left) }),
       link(url("/ui/sql", { sql: answer.sql }), "Open in SQL"),
       copyButton(answer.sql, "Copy SQL"),
-      ruleFrom ? h("button", { type: "button", text: "Make this a rule", onclick: () => draftRule(ruleFrom, rule, allows, left) }) : null,
+      ruleFrom ? h("button", { type: "button", text: "Make this a rule", onclick: (e) => draftRule(ruleFrom, rule, allows, left, e.currentTarget) }) : null,
       h("span", { class: "muted small", text: answer.cached ? "a cached answer" : counted(answer.attempts, "attempt") })),
     output, rule);
 }
@@ -216,28 +216,37 @@ async function run(sql, output, left) {
   }
 }
 
-async function draftRule(conversationId, box, allows, left) {
+// `opener`: the button that asked for it, where the focus goes back when the draft is discarded.
+async function draftRule(conversationId, box, allows, left, opener) {
   const path = `/ask/${encodeURIComponent(conversationId)}/rule`;
   replace(box, h("p", { class: "progress", text: "Drafting a rule…" }));
   let draft;
   try {
     draft = await api(path, { method: "POST", signal: left });
   } catch (error) {
-    if (error.name !== "AbortError") replace(box, errorBox(error, () => draftRule(conversationId, box, allows, left)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => draftRule(conversationId, box, allows, left, opener)));
     return;
   }
   const outcome = h("div", { "aria-live": "polite" });
-  const discard = () => { document.removeEventListener("loglake:close", discard); replace(box); };
+  // (the focus in the draft, Escape's or Discard's, goes back to the button that asked for it: it fell to the page's body)
+  const discard = () => {
+    document.removeEventListener("loglake:close", discard);
+    const focusBack = keepFocus(box, { fallback: opener });
+    replace(box);
+    focusBack();
+  };
   document.addEventListener("loglake:close", discard); // Escape discards the draft, as its button does
   const write = async () => {
     replace(outcome, h("p", { class: "progress", text: `Writing ${draft.file}…` }));
     try {
       const written = await api(path, { method: "POST", body: { confirm: true } });
       document.removeEventListener("loglake:close", discard);
+      const focusBack = keepFocus(box); // (on to the link to the rules: the Write button is gone)
       replace(box, h("p", {}, `The rule is written to ${written.written}; the server runs it from its next scan of the rules folder. `,
         link("/ui/rules", "See the rules")));
+      focusBack();
     } catch (error) {
-      replace(outcome, errorBox(error, () => draftRule(conversationId, box, allows, left)));
+      replace(outcome, errorBox(error, () => draftRule(conversationId, box, allows, left, opener)));
     }
   };
   replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),

@@ -144,15 +144,76 @@ export function link(href, ...children) {
 
 // Does `action` (a request) with `button` disabled until it is done, and nothing while it is: a second click (a double
 // click, Enter again in its form, a slow server) sent the request again, and its error ("an active key named ... exists",
-// "no such key") replaced the first one's answer.
+// "no such key") replaced the first one's answer. The focus comes back to the button (disabled, it fell to the page's
+// body), or goes where keepFocus() puts it when the action drew the view again without it (a revoked key's, a retried
+// delivery's).
 export async function whileDisabled(button, action) {
   if (button.disabled) return;
+  const focusBack = keepFocus(document.body);
   button.disabled = true;
   try {
     await action();
   } finally {
     button.disabled = false;
+    focusBack();
   }
+}
+
+// -- a keyboard's place kept when a view is drawn again ---------------------------------------------------
+
+// What a keyboard reaches with Tab.
+const CONTROLS = 'a[href], button:not(:disabled), input:not(:disabled), select:not(:disabled), textarea:not(:disabled), [tabindex]:not([tabindex="-1"])';
+
+// How a control is found again in a view drawn anew: by its data-focus, given where its label says what changes (a
+// filter chip's count), else by its aria-label.
+function controlKey(control) {
+  for (const name of ["data-focus", "aria-label"]) {
+    const value = control.getAttribute(name);
+    if (value) return `[${name}="${CSS.escape(value)}"]`;
+  }
+  return null;
+}
+
+let waitingToFocus = null;
+
+// Where the focus is in `scope` now, as a function that puts it back once the view is drawn again, unless the focus went
+// elsewhere meanwhile: on the same control if it is still there and usable, else on the one drawn in its stead in
+// `scope` (controlKey); else, `wait`ing, once it is there (a page may draw it with its answer), or else on `fallback`,
+// or the first control of the nearest part of the page around it still there. The focus fell to the page's body, and a
+// keyboard's next Tab started again from the top of the page; a closed select's arrow key changes the view at each
+// press, so the next one did nothing.
+export function keepFocus(scope, { wait = false, fallback = null } = {}) {
+  const stopWaiting = () => { // (for an earlier view: its control must not take the focus in this one)
+    waitingToFocus?.disconnect();
+    waitingToFocus = null;
+  };
+  const focused = document.activeElement;
+  if (!focused || focused === document.body || !scope.contains(focused)) return stopWaiting;
+  const key = controlKey(focused);
+  const around = [];
+  for (let part = focused.parentElement; part && scope.contains(part); part = part.parentElement) around.push(part);
+  return () => {
+    stopWaiting();
+    const found = () => {
+      if (document.activeElement && document.activeElement !== document.body) return true; // (moved meanwhile: left there)
+      const control = focused.isConnected && !focused.disabled ? focused : key && scope.querySelector(key);
+      control?.focus();
+      return Boolean(control);
+    };
+    if (found()) return;
+    if (wait) {
+      if (!key) return; // (nothing to know it by in the view drawn)
+      waitingToFocus = new MutationObserver(() => {
+        if (!found()) return;
+        waitingToFocus.disconnect();
+        waitingToFocus = null;
+      });
+      waitingToFocus.observe(scope, { childList: true, subtree: true });
+      return;
+    }
+    const near = around.filter((part) => part.isConnected).map((part) => part.querySelector(CONTROLS)).find(Boolean);
+    (fallback?.isConnected ? fallback : near)?.focus();
+  };
 }
 
 // A button copying text (or what a function returns); the size of a plain button unless `small`, to
