@@ -647,6 +647,19 @@ def test_recent_and_search_say_on_stderr_when_no_record_matches(server: ServerPr
     )
 
 
+def test_search_without_terms_finds_every_record_of_the_filters(server: ServerProcess, admin_key: str, recent_service):
+    """`loglake search --since 7d` was a usage error (Missing argument 'TERMS...'), where the API and the UI take an
+    empty search: every record of the window and filters."""
+    service, records = recent_service
+    auth = ("--url", server.url, "--api-key", admin_key)
+    found = run("search", *auth, "--service", service, "--min-severity", "error", "--since", "1h", "--json")
+    assert found.exit_code == 0, found.output
+    assert [json.loads(line)["message"] for line in found.stdout.splitlines()] == [m for m, _ in records[:1:-1]]
+    nothing = run("search", *auth, "--service", unique("absent"), "--since", "2h", "--until", "1h")
+    assert (nothing.exit_code, nothing.stdout) == (0, "")
+    assert nothing.stderr == "(no record matches these filters since 2h until 1h)\n"
+
+
 # -- what a terminal shows -------------------------------------------------------------------------
 
 HOSTILE = "\x1b[31mred\x1b]0;retitled\x07 csi\x9b2J del\x7f tab\tend\u202eevil\u2028hid\u200bden\nsecond line"

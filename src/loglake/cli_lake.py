@@ -312,7 +312,7 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 
 
 @click.command(cls=TermsCommand)
-@click.argument("terms", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("terms", nargs=-1, type=click.UNPROCESSED)
 @click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 1h30m, 7d (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
 @click.option("--service", default=None, help="Only this service.")
@@ -339,11 +339,12 @@ def search(
     api_key: str | None,
 ) -> None:
     """Search messages across hot and lake, newest first: words, "phrases", field:value, -exclusions,
-    OR and (groups).
+    OR and (groups). No terms: every record of the window and filters, as the API's empty q.
 
     \b
     Examples:
       loglake search timeout --since 7d
+      loglake search --service api --min-severity error --since 1h
       loglake search '"connection refused"' service:api -healthcheck
       loglake search 'service:api (timeout OR refused) -(severity:debug OR healthcheck)'
       loglake search user:alice severity:error
@@ -367,7 +368,10 @@ def search(
         raise server_refused(e, {"q": "terms"}) from None  # (the API's q: the terms given)
     for record in page["logs"]:
         (print_record_json if as_json else print_record_row)(record)
-    if not page["logs"]:
+    if not page["logs"] and not terms:
+        filtered = any((service, log_type, severity, min_severity))
+        say_none_found("matches these filters" if filtered else "", since, until)  # as recent says it
+    elif not page["logs"]:
         keys = attribute_keys(params["q"])
         hint = f"; {', '.join(f'{k}:' for k in keys)} named an attribute: quote text that holds a colon" if keys else ""
         say_none_found(f"matches `{params['q']}`", since, until, hint)  # (`: a search holds quotes)
