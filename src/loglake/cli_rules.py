@@ -140,8 +140,19 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path) -> None:
                     rule.title,
                 )
             )
-        # (runs in a row that failed, as the web UI says it: not all the rule's errors, which "ERRORS" was read as)
-        headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS IN A ROW", "TITLE")
+        # (runs in a row that failed, as the web UI says it: not all the rule's errors, which "ERRORS" was read as;
+        # the last run's matches: "MATCHES" read as the rule's, 0 a minute after it fired)
+        headers = (
+            "ID",
+            "LEVEL",
+            "KIND",
+            "SCHEDULE",
+            "ENABLED",
+            "LAST RUN",
+            "LAST RUN MATCHES",
+            "ERRORS IN A ROW",
+            "TITLE",
+        )
         print_columns(headers, rows)
     print_problems([*found.problems, *routing_problems(settings.rules_path)])
     print_warnings(found.rules)

@@ -1,4 +1,4 @@
-// Rules: each rule with its schedule, last run, matches, errors and whether it is enabled; a rule's page
+// Rules: each rule with its schedule, last run and its matches, errors and whether it is enabled; a rule's page
 // with its source, the SQL of a run, its recent runs, its tests run on demand and a backtest per day.
 import { api, errorBox } from "./api.js";
 import { stackedBars, utcDayBar, utcDayTick } from "./chart.js";
@@ -35,7 +35,7 @@ async function drawList(main, left) {
       problems.map((p) => h("p", { class: "error-box", text: p })),
       warningsList(rules.flatMap((rule) => rule.warnings)),
       rules.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-        h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Last run matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rules.map((rule) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${rule.level}`, text: rule.level })),
           h("td", {}, link(`/ui/rules/${encodeURIComponent(rule.id)}`, rule.title)),
