@@ -212,6 +212,15 @@ def test_keys_create_refuses_bad_scopes(tmp_path: Path, scopes: str):
     assert keys_json(tmp_path) == []
 
 
+def test_keys_create_says_which_scope_a_misspelt_one_meant(tmp_path: Path):
+    """`--scopes injest` was refused without the "did you mean" the severities and parameters have."""
+    result = run("keys", "create", "--name", "x", "--scopes", "read,injest", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2 and result.stderr.endswith(
+        "Error: Invalid value for --scopes: did you mean 'ingest'? must be a comma-separated subset of ingest, read,"
+        " alerts, admin, got 'read,injest'\n"
+    )
+
+
 def test_keys_create_refuses_a_bad_name(tmp_path: Path):
     result = run("keys", "create", "--name", "has space", "--data-dir", str(tmp_path))
     assert result.exit_code == 2 and "Invalid value for --name: a key name is 1-64 characters" in result.stderr

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loglake.private_files import fsync_dir, private_database
+from loglake.spelling import typo_of
 from loglake.sqlitedb import migrate, use_wal, write_transaction
 
 if TYPE_CHECKING:
@@ -146,10 +147,18 @@ def new_sigv4_secret() -> str:
 
 def parse_scopes(text: str) -> frozenset[str]:
     """The scopes of a comma-separated text (the CLI's --scopes, whose refusal names the option)."""
-    scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
-    if not scopes or scopes - set(SCOPES):
-        raise KeyStoreError(f"must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
-    return scopes
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [name for name in names if name not in SCOPES]
+    if not names or unknown:
+        meant = _did_you_mean(unknown[0]) if unknown else ""
+        raise KeyStoreError(f"{meant}must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
+    return frozenset(names)
+
+
+def _did_you_mean(name: str) -> str:
+    """The scope a misspelt one likely meant, as a refusal's start (`injest`: "did you mean 'ingest'? "), else ""."""
+    meant = typo_of(name.lower(), SCOPES)
+    return f"did you mean {meant[0]!r}? " if meant else ""
 
 
 def check_key_name(name: str) -> None:
@@ -162,7 +171,8 @@ def scope_set(names: list[str]) -> frozenset[str]:
     that is not a scope."""
     unknown = [name for name in names if name not in SCOPES]
     if unknown:
-        raise KeyStoreError(f"scopes must be a list of some of {', '.join(SCOPES)}: {unknown[0]!r} is not one")
+        meant = _did_you_mean(unknown[0]) if type(unknown[0]) is str else ""
+        raise KeyStoreError(f"{meant}scopes must be a list of some of {', '.join(SCOPES)}: {unknown[0]!r} is not one")
     return frozenset(names)
 
 

@@ -36,6 +36,10 @@ from tests.conftest import asgi_client, run_cli
             {"name": "s", "scopes": ["ingest", "nope"]},
             "scopes must be a list of some of ingest, read, alerts, admin: 'nope' is not one",
         ),
+        (
+            {"name": "s", "scopes": ["raed"]},
+            "did you mean 'read'? scopes must be a list of some of ingest, read, alerts, admin: 'raed' is not one",
+        ),
         ({"name": ["s"]}, "name: must be a string, not an array"),
         ({"scopes": ["read"]}, "has no `name`, which is required"),
         ({"name": "s", "owner": "me"}, "has an unknown field `owner`"),
