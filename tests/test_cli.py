@@ -538,7 +538,9 @@ def test_send_to_a_server_that_is_not_there():
     url = f"http://127.0.0.1:{free_port()}"
     result = run("send", "--url", url, "--api-key", "llk_x", "--retry-for", "0.3", "hello")
     assert result.exit_code == 1
-    assert "cannot reach loglake" in result.stderr and "0 record(s) were sent, 1 read were not" in result.stderr
+    assert "cannot reach loglake" in result.stderr and result.stderr.endswith(
+        "; 0 record(s) sent, 1 read but not sent\n"
+    )
 
 
 @pytest.mark.parametrize(

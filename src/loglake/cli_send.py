@@ -172,7 +172,7 @@ def _check_defaults(defaults: dict[str, str]) -> None:
 
 
 def _unsent(tally: Tally) -> str:
-    return f"{tally.sent} record(s) were sent, {tally.unsent} read were not"
+    return f"{tally.sent} record(s) sent, {tally.unsent} read but not sent"
 
 
 @contextlib.contextmanager

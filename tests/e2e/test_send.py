@@ -298,5 +298,5 @@ def test_a_second_ctrl_c_gives_up_on_the_unsent_lines_with_one_line_and_status_1
     sender.wait_for_stderr("stopping: sending the lines read first")
     sender.process.send_signal(signal.SIGINT)
     assert sender.finish() == 130, sender.stderr
-    assert "loglake send: interrupted; 0 record(s) were sent, 2 read were not" in "".join(sender.stderr)
+    assert "loglake send: interrupted; 0 record(s) sent, 2 read but not sent" in "".join(sender.stderr)
     assert "Traceback" not in "".join(sender.stderr)
