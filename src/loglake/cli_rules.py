@@ -202,7 +202,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path) -> None:
     click.echo(f"\nLast runs in {printable(settings.data_dir)}:" if runs else "\nNo runs yet.")
     for run in runs:
         figures = (
-            f"{run.rows_scanned:,} rows, {run.bytes_scanned:,} bytes read, {run.matches} match(es),"
+            f"{run.rows_scanned:,} row(s), {run.bytes_scanned:,} bytes read, {run.matches} match(es),"
             f" {run.new_alerts} new alert(s), {run.duration_ms:.0f} ms"
             if run.outcome == "ok"
             else run.error or ""

@@ -70,7 +70,7 @@ def rules_run(
     truncated = " (more rows than the engine returns: some groups may be missing)" if result.truncated else ""
     click.echo(
         f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "
-        f"{result.rows_scanned:,} rows read ({result.bytes_scanned:,} bytes of lake files) in "
+        f"{result.rows_scanned:,} row(s) read ({result.bytes_scanned:,} bytes of lake files) in "
         f"{result.elapsed_ms:.0f} ms{truncated}",
         err=True,
     )

@@ -348,6 +348,7 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert result.stdout.startswith("CRITICAL  critical in db  (count 1, ")
     assert '"message": "disk gone"' in result.stdout and "long ago" not in result.stdout
     assert "1 match(es) of Critical records" in result.stderr
+    assert re.search(r"; \d+ row\(s\) read \(", result.stderr)  # (one row read was "1 rows")
     as_json = rules("run", "aaaaaaaa", "--since", "3h", "--json", *args)
     assert sorted(json.loads(line)["group"]["service"] for line in as_json.stdout.splitlines()) == ["api", "db"]
     # the attributes as the object they are, as the alerts' API gives them (they were JSON text in the JSON)
@@ -508,6 +509,7 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(
     shown = rules("show", "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", *args).stdout
     assert f"Last runs in {data}:" in shown
     assert "  ok           " in shown and "1 match(es), 1 new alert(s)" in shown
+    assert "Z  2 row(s), 0 bytes read, 1 match(es)" in shown  # (a run of one row said "1 rows")
     assert "No runs yet." in rules("show", "aaaaaaaa", "--rules-dir", str(folder)).stdout  # another data dir
     missing = rules("run-due", "--rules-dir", str(tmp_path / "none"), "--data-dir", str(data))
     assert missing.exit_code == 1 and "no rules folder" in missing.stderr
