@@ -107,7 +107,7 @@ def collect(
         collector = Collector(config, lake.store, lake.objects, on_progress=progress, on_activity=progress.activity)
         try:
             _note_bounds(collector, start, end)
-            chosen = [config.app(n) for n in dict.fromkeys(apps)] if apps else list(config.apps)
+            chosen = config.chosen(apps)
             for profile in missing_profiles(chosen):
                 click.echo(f"warning: AWS profile {profile!r} is not in the AWS config or credentials files", err=True)
             if dry_run:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -44,6 +44,9 @@ from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
 from loglake.shorten import shortened
 from loglake.times import format_datetime, parse_duration
+
+if TYPE_CHECKING:
+    from loglake.rules.scheduler import Window
 
 FAILING_LEVEL = "high"
 FAILING_TAG = "loglake.rule-failing"
@@ -152,7 +155,7 @@ def rule_failing(
         append_event(conn, found[0], "update", now_ms)
 
 
-def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int, skipped: tuple[int, int] | None = None) -> None:
+def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int, skipped: Window | None = None) -> None:
     """Resolve the rule's failing alert (if one is open): it ran again (see recovered_note for `skipped`)."""
     found = conn.execute(
         "SELECT id FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
@@ -162,15 +165,15 @@ def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int, skipped: t
         change_status(conn, found[0], "resolved", BY_RULE, recovered_note(skipped), now_ms)
 
 
-def recovered_note(skipped: tuple[int, int] | None) -> str:
+def recovered_note(skipped: Window | None) -> str:
     """Why a rule's failing alert was resolved by its run: it ran again, over the window it failed on, or past it:
-    `skipped` is the range (since, until) the catch-up bound left out, whose records were never checked. (Saying
+    `skipped` is the range the catch-up bound left out, whose records were never checked. (Saying
     only "the rule ran again" then told a reader that what it failed on had been evaluated.)"""
     if skipped is None:
         return "the rule ran again"
     return (
-        f"the rule ran again, but not over the range it failed on: {format_datetime(skipped[0])} to"
-        f" {format_datetime(skipped[1])} was skipped (past the catch-up bound), its records not checked"
+        f"the rule ran again, but not over the range it failed on: {format_datetime(skipped.since_ms)} to"
+        f" {format_datetime(skipped.until_ms)} was skipped (past the catch-up bound), its records not checked"
     )
 
 

@@ -43,7 +43,7 @@ import json
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
@@ -74,6 +74,9 @@ from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
 from loglake.rules.state import RuleState
+
+if TYPE_CHECKING:
+    from loglake.rules.scheduler import Window
 
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert, its event and at most 97 deliveries
 MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
@@ -258,7 +261,7 @@ class DynamoDBDetections(DynamoDBOutbox):
                 return [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"failing alert of {rule.id} kept changing under this run")
 
-    def rule_recovered(self, rule: Rule, now_ms: int, skipped: tuple[int, int] | None = None) -> list[dict[str, str]]:
+    def rule_recovered(self, rule: Rule, now_ms: int, skipped: Window | None = None) -> list[dict[str, str]]:
         """Resolve the rule's failing alert, if one is open, as alerts/apply.py's rule_recovered does: the rule ran
         again (`skipped`: past the range it failed on). The deliveries its `resolve` made (a PagerDuty incident
         closed): none resolved it on AWS, so a recovered rule's incident stayed open for good."""

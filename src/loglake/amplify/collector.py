@@ -188,8 +188,7 @@ class Collector:
         Without `since`, each app continues from its watermark; with it, exactly [since, until) is
         fetched, and the watermark only moves if the range continues it. A `report` given is the one filled in as
         the run goes: should the run fail as a whole (raise), its caller still has what the apps collected."""
-        # (an app named twice is collected once: two collections of it at once would each store what the other does)
-        chosen = [self.config.app(name) for name in dict.fromkeys(apps)] if apps else list(self.config.apps)
+        chosen = self.config.chosen(apps)
         started_ms = int(self.clock() * 1000)
         report = report or RunReport(started="")
         report.started = iso_utc(from_ms(started_ms))

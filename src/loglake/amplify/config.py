@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,6 +164,11 @@ class AmplifyConfig:
                 return app
         known = ", ".join(a.app_name for a in self.apps)
         raise AmplifyConfigError(f"no application named {name!r} in the configuration (it has: {known})")
+
+    def chosen(self, names: Iterable[str] | None) -> list[AmplifyApp]:
+        """The apps named (each once: two collections of one app at once would each store what the other does), or
+        all of them when none is."""
+        return [self.app(name) for name in dict.fromkeys(names)] if names else list(self.apps)
 
 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> AmplifyConfig:

@@ -374,11 +374,11 @@ class Lake:
         stayed for good). The files of those days that quarantine() kept go too, at once (expired_quarantine)."""
         if not self.policy.retention_days:
             return []
-        drop_expired_batches(self.store, waiting_dir(self.store.path.parent), self.retention_start_ms())
-        self._move_expiring(self.retention_start_ms())
+        kept_from = self.retention_start_ms()
+        drop_expired_batches(self.store, waiting_dir(self.store.path.parent), kept_from)
+        self._move_expiring(kept_from)
         expired = self.expired_partitions()
         if expired:
-            kept_from = self.retention_start_ms()
             keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, until_ms=kept_from)]
             delete_after = int(self.clock() * 1000) + self.policy.grace_ms
 

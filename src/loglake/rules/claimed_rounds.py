@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from loglake.rules.model import Rule
 from loglake.rules.run import RunResult, run_failure
-from loglake.rules.scheduler import CatchUp, due_windows
+from loglake.rules.scheduler import CatchUp, Window, due_windows
 from loglake.rules.state import RuleState
 
 
@@ -45,7 +45,7 @@ class WindowStore(Protocol):
         self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
     ) -> list[dict[str, str]]: ...
 
-    def rule_recovered(self, rule: Rule, now_ms: int, skipped: tuple[int, int] | None) -> list[dict[str, str]]: ...
+    def rule_recovered(self, rule: Rule, now_ms: int, skipped: Window | None) -> list[dict[str, str]]: ...
 
 
 # Runs a rule over [since_ms, until_ms) at now_ms, its fresh rows from the previous window's end (None: the
@@ -114,8 +114,7 @@ def run_due(
             moved = store.advance(claim, window.until_ms)
             if moved and not recovered:
                 # (once a round: its first good run resolves the alert of the failures before it, if any)
-                left_out = None if skipped is None else (skipped.since_ms, skipped.until_ms)
-                deliveries += store.rule_recovered(rule, now_ms, left_out)
+                deliveries += store.rule_recovered(rule, now_ms, skipped)
                 recovered = True
             if moved and skipped is not None:
                 # Named once, by the run that moved the window past it, as locally: not by each round that failed

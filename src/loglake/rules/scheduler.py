@@ -397,7 +397,7 @@ class RuleScheduler:
                 left_out = (state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, why),)
             new_alerts = apply_matches(conn, rule, result, now)
             resolve_cleared(conn, rule, window.until_ms, now)
-            rule_recovered(conn, rule, now, None if skipped is None else (skipped.since_ms, skipped.until_ms))
+            rule_recovered(conn, rule, now, skipped)
             record = replace(
                 record,
                 rows_scanned=result.rows_scanned,
